@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from loopback import json_answer, ndjson_answer
+
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import (
     HttpClient,
     HttpStatusError,
@@ -17,7 +19,6 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import 
     split_model_name,
 )
 from ansible_collections.namtech.internal_ai.plugins.module_utils.openai import OpenAIClient
-from loopback import json_answer, ndjson_answer
 
 
 @pytest.fixture
