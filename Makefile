@@ -21,7 +21,7 @@ export PYTHONPATH := $(CURDIR)/tests:$(CURDIR)/$(BUILD)
 export ANSIBLE_NOCOLOR := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-DEBIAN_PACKAGES := python3-venv git openssl shellcheck podman runc debootstrap uidmap slirp4netns fuse-overlayfs \
+DEBIAN_PACKAGES := python3-venv git openssl shellcheck podman runc debootstrap netavark aardvark-dns iptables e2fsprogs \
 	iproute2 openssh-client
 
 .PHONY: help bootstrap debian-packages venv collection-link test lint ruff ansible-lint sanity argspec unit \
@@ -111,7 +111,7 @@ lab-status: venv
 	$(BIN)/python -m lab status
 
 demo: bootstrap
-	$(BIN)/python -m demo --topology $(TOPOLOGY) --engine $(ENGINE)
+	$(BIN)/python tests/demo.py --topology $(TOPOLOGY) --engine $(ENGINE)
 
 clean:
 	rm -rf $(BUILD) tests/output .pytest_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""The lab for integration tests: one topology up for the whole session, down at the end.
+
+Environment:
+  LAB_TOPOLOGY  box | pro | cluster (default cluster)
+  LAB_ENGINE    ollama | vllm (default ollama)
+  LAB_REUSE=1   use the lab that is already up (or bring it up) and leave it up afterwards
+
+When this machine cannot run the lab (not root, no podman, the kernel refuses a host) every test that
+uses it is skipped, and the reason is printed in the summary. Any other failure of `lab up` is an error.
+"""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from lab.core import Lab, down
+from lab.proc import LabError, LabUnavailable
+from lab.topology import load_topology
+
+_unavailable_reason: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "topology(*names): run only when the session's lab has one of these topologies")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.lab)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for reason in _unavailable_reason:
+        terminalreporter.section("lab unavailable: integration tests skipped", sep="=", yellow=True)
+        terminalreporter.write_line(reason)
+
+
+def lab_settings() -> tuple[str, str, bool]:
+    return (os.environ.get("LAB_TOPOLOGY", "cluster"), os.environ.get("LAB_ENGINE", "ollama"),
+            os.environ.get("LAB_REUSE") == "1")
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The running lab: ``.hosts``, ``.inventory_path``, ``.run_playbook()``, ``.ssh()``, fault hooks."""
+    if _unavailable_reason:
+        pytest.skip(_unavailable_reason[0])
+    topology, engine, reuse = lab_settings()
+    the_lab = Lab(load_topology(topology, engine))
+    try:
+        report = the_lab.up()
+    except LabUnavailable as exc:
+        reason = str(exc) + clean_up_after_failed_up(reuse)
+        _unavailable_reason.append(reason)
+        pytest.skip(f"lab unavailable: {reason}")
+    except BaseException:
+        down_unless_reused(reuse)
+        raise
+    print(f"\nlab up ({topology}, {engine}): {len(report.changes)} changes in {report.seconds:.1f}s")
+    yield the_lab
+    down_unless_reused(reuse)
+
+
+def clean_up_after_failed_up(reuse: bool) -> str:
+    """Remove what a failed up made; return a note when even that failed (the skip reason carries it)."""
+    try:
+        down_unless_reused(reuse)
+    except LabError as exc:
+        return f" (and lab down failed: {exc})"
+    return ""
+
+
+def down_unless_reused(reuse: bool) -> None:
+    if not reuse:
+        down(log=lambda _line: None)
+
+
+@pytest.fixture
+def healthy_lab(lab: Lab) -> Iterator[Lab]:
+    """The lab, healed after the test whatever faults it left (stopped, paused, cut off hosts, full disks)."""
+    yield lab
+    lab.heal()
+
+
+@pytest.fixture(autouse=True)
+def _only_on_topology(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("topology")
+    if marker is None:
+        return
+    topology = lab_settings()[0]
+    if topology not in marker.args:
+        pytest.skip(f"needs a {' or '.join(marker.args)} lab, the session runs {topology} (set LAB_TOPOLOGY)")
