@@ -45,8 +45,8 @@ class Steps:
 
 def bring_up(lab):
     report = lab.up()
-    return "%d hosts up (%s)" % (len(lab.hosts), "changed: %d" % len(report.changes) if report.changed
-                                 else "already up, nothing changed")
+    changes = "changed: %d" % len(report.changes) if report.changed else "already up, nothing changed"
+    return "%d hosts up (%s)" % (len(lab.hosts), changes)
 
 
 def ping_every_host(lab):
@@ -57,8 +57,8 @@ def ping_every_host(lab):
 
 def print_summary(lab, steps, started):
     print("\n" + "=" * 78)
-    print("SUMMARY (%s lab, %s engine, %.0fs)" % (lab.topology.name, lab.topology.engine,
-                                                 time.monotonic() - started))
+    elapsed = time.monotonic() - started
+    print("SUMMARY (%s lab, %s engine, %.0fs)" % (lab.topology.name, lab.topology.engine, elapsed))
     for title, outcome, seconds in steps.results:
         print("  %-34s %s (%.0fs)" % (title, outcome, seconds))
     print("\nhosts:")

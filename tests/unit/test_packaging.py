@@ -36,7 +36,7 @@ def installed(tmp_path_factory):
 
 
 def test_the_tarball_ships_the_collection_and_not_the_test_lab(installed):
-    tarball, _ = installed
+    tarball = installed[0]
     with tarfile.open(tarball) as archive:
         names = set(archive.getnames())
     assert {"MANIFEST.json", "meta/runtime.yml", "plugins/modules/ollama_info.py", "README.md"} <= names
@@ -45,7 +45,7 @@ def test_the_tarball_ships_the_collection_and_not_the_test_lab(installed):
 
 @pytest.mark.parametrize("module", MODULES)
 def test_ansible_doc_renders_every_module_from_the_installed_collection(installed, module):
-    _, collections = installed
+    collections = installed[1]
     env = {"ANSIBLE_COLLECTIONS_PATH": str(collections), "PATH": str(BIN), "HOME": str(collections.parent)}
     text = run(str(BIN / "ansible-doc"), "namtech.internal_ai.%s" % module, cwd=collections, env=env)
     assert "namtech.internal_ai.%s" % module in text
