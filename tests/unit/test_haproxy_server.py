@@ -89,7 +89,10 @@ class Balancer:
         outcome = {}
 
         def ask():
-            outcome["status"] = httpx.get(self.url + "/slow", timeout=30).status_code
+            try:
+                outcome["status"] = httpx.get(self.url + "/slow", timeout=30).status_code
+            except httpx.HTTPError as exc:
+                outcome["error"] = exc
             outcome["finished"] = time.monotonic()
 
         thread = threading.Thread(target=ask, daemon=True)
@@ -170,7 +173,7 @@ def test_drain_waits_until_the_in_flight_request_has_finished(balancer, run_modu
 
 
 def test_a_live_server_that_stays_busy_fails_after_the_timeout(balancer, run_module):
-    balancer.start_slow_request()
+    request, outcome = balancer.start_slow_request()
     started = time.monotonic()
     result = run_module(haproxy_server, {"runtime_api": [balancer.socket], "name": "n1", "backends": ["ai_ollama"],
                                          "state": "drain", "wait": True, "wait_timeout": 1, "wait_interval": 0.1})
@@ -180,6 +183,9 @@ def test_a_live_server_that_stays_busy_fails_after_the_timeout(balancer, run_mod
         "waited 1s and requests are still in flight: %s ai_ollama/n1 has 1 sessions and 0 queued. Raise "
         "wait_timeout, or find what keeps the connections open" % balancer.socket)
     assert result["servers"][0]["after"]["state"] == "drain"
+    balancer.release.set()
+    request.join(timeout=10)
+    assert outcome["status"] == 200, "draining must not cut the request off"
 
 
 def test_a_server_that_is_down_is_not_waited_for(balancer, run_module):
