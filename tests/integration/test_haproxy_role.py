@@ -1,0 +1,127 @@
+"""The haproxy role on the lab: requests spread over the AI nodes, a dead engine leaves rotation fast and
+clients see no error, and a second run changes nothing."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.topology("pro", "cluster")
+
+REPO_PLAYBOOKS = "playbooks"
+ENGINE_PORT = 11434
+
+
+def recap_changed(output):
+    """The sum of changed= over the PLAY RECAP lines of an ansible-playbook run."""
+    return sum(int(count) for count in re.findall(r"changed=(\d+)", output.split("PLAY RECAP", 1)[-1]))
+
+
+def runtime_api(lab, lb, command):
+    return lab.ssh(lb, "echo '%s' | socat -t 5 stdio unix-connect:/run/haproxy/admin.sock" % command).stdout
+
+
+def server_rows(lab, lb):
+    """``{server: {"status", "stot"}}`` of the AI backend from ``show stat``."""
+    lines = runtime_api(lab, lb, "show stat").lstrip("# ").splitlines()
+    header = lines[0].split(",")
+    rows = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(","), strict=False))
+        if row.get("pxname") == "ai_ollama" and row.get("svname") not in ("FRONTEND", "BACKEND"):
+            rows[row["svname"]] = {"status": row["status"], "stot": int(row["stot"] or 0)}
+    return rows
+
+
+def wait_for(condition, timeout, interval=0.05):
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            pytest.fail("condition not met within %ss" % timeout)
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def balanced(lab):
+    """The AI nodes serve Ollama and every load balancer fronts them."""
+    lab.run_playbook(REPO_PLAYBOOKS + "/ai_nodes.yml", timeout=1200)
+    lab.run_playbook(REPO_PLAYBOOKS + "/loadbalancers.yml", timeout=600)
+    lb = lab.group("loadbalancers")[0]
+    wait_for(lambda: all(row["status"].startswith("UP") for row in server_rows(lab, lb).values()), timeout=30)
+    return {"lb": lb, "url": "http://%s:%d" % (lab.hosts[lb].address, ENGINE_PORT), }
+
+
+class Load:
+    """Non-streamed requests through the load balancer, one after another, until stopped."""
+
+    def __init__(self, url):
+        self.url = url
+        self.ok = 0
+        self.failures = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.get(self.url + "/api/tags")
+                    if response.status_code == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(response.status_code)
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def test_requests_are_spread_over_every_node(lab, balanced):
+    before = server_rows(lab, balanced["lb"])
+    with httpx.Client(timeout=10) as client:
+        for _request in range(30):
+            assert client.get(balanced["url"] + "/api/tags").status_code == 200
+    after = server_rows(lab, balanced["lb"])
+    served = {name: after[name]["stot"] - before[name]["stot"] for name in after}
+    assert set(served) == set(lab.group("ai_nodes"))
+    assert all(count > 0 for count in served.values()), served
+
+
+def test_a_stopped_engine_leaves_rotation_within_3s_and_clients_see_no_error(lab, balanced):
+    node = lab.group("ai_nodes")[0]
+    with Load(balanced["url"]) as load:
+        wait_for(lambda: load.ok > 5, timeout=10)
+        lab.ssh(node, "systemctl stop ollama")
+        stopped = time.monotonic()
+        wait_for(lambda: server_rows(lab, balanced["lb"])[node]["status"].startswith("DOWN"), timeout=10)
+        left_rotation = time.monotonic() - stopped
+        served_while_down = load.ok
+        wait_for(lambda: load.ok > served_while_down + 5, timeout=10)
+        lab.ssh(node, "systemctl start ollama")
+        wait_for(lambda: server_rows(lab, balanced["lb"])[node]["status"].startswith("UP"), timeout=30)
+    assert left_rotation < 3, "the stopped node stayed in rotation %.1fs" % left_rotation
+    assert load.failures == []
+    assert load.ok > 10
+
+
+def test_a_second_run_changes_nothing(lab, balanced):
+    again = lab.run_playbook(REPO_PLAYBOOKS + "/loadbalancers.yml", timeout=600)
+    assert recap_changed(again.stdout) == 0, again.stdout[-3000:]
+
+
+def test_the_metrics_endpoint_reports_every_server(lab, balanced):
+    address = lab.hosts[balanced["lb"]].address
+    metrics = httpx.get("http://%s:8404/metrics" % address, timeout=10)
+    assert metrics.status_code == 200
+    assert 'haproxy_server_status{proxy="ai_ollama",server="%s"' % lab.group("ai_nodes")[0] in metrics.text
