@@ -136,6 +136,9 @@ class Exchange:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle's algorithm on, a keep-alive client's delayed ACK
+    # adds about 40 ms to every answer (real Ollama, in Go, sets TCP_NODELAY).
+    disable_nagle_algorithm = True
     server_version = "ollama-lab"
     sys_version = ""
     engine: Engine
