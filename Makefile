@@ -17,7 +17,7 @@ TOPOLOGY ?= cluster
 ENGINE ?= ollama
 
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(BUILD)
-export PYTHONPATH := $(CURDIR)/tests:$(CURDIR)/$(BUILD)
+export PYTHONPATH := $(CURDIR)/tests:$(CURDIR)/bench:$(CURDIR)/$(BUILD)
 export ANSIBLE_NOCOLOR := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -25,7 +25,7 @@ DEBIAN_PACKAGES := python3-venv git openssl shellcheck haproxy podman runc deboo
 	iproute2 openssh-client
 
 .PHONY: help bootstrap debian-packages venv collection-link test lint ruff ansible-lint sanity argspec unit \
-	integration demo build lab-up lab-down lab-status requirements clean
+	integration demo build lab-up lab-down lab-status requirements clean bench-lb bench-failover
 
 help:
 	@echo "make demo       the main job: a lab AI cluster deployed, with a summary (TOPOLOGY=box|pro|cluster)"
@@ -34,6 +34,7 @@ help:
 	@echo "make unit       pytest tests/unit"
 	@echo "make lab-up     start the lab (TOPOLOGY=$(TOPOLOGY) ENGINE=$(ENGINE)); make lab-status, make lab-down"
 	@echo "make build      the collection tarball"
+	@echo "make bench-lb   latency through the LB vs direct; make bench-failover: VIP failover (deployed lab)"
 
 bootstrap: debian-packages venv collection-link
 
@@ -112,6 +113,13 @@ lab-status: venv
 
 demo: bootstrap
 	$(BIN)/python tests/demo.py --topology $(TOPOLOGY) --engine $(ENGINE)
+
+# Benchmarks (not tests): each needs a deployed lab and appends its figures to docs/benchmarks.md.
+bench-lb: venv
+	$(BIN)/python bench/lb_overhead.py
+
+bench-failover: venv
+	$(BIN)/python bench/lb_failover.py
 
 clean:
 	rm -rf $(BUILD) tests/output .pytest_cache .ruff_cache
