@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-pytestmark = pytest.mark.topology("pro", "cluster")
+pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama")]
 
 REPO_PLAYBOOKS = "playbooks"
 ENGINE_PORT = 11434
@@ -47,10 +47,9 @@ def wait_for(condition, timeout, interval=0.05):
 
 
 @pytest.fixture(scope="module")
-def balanced(lab):
+def balanced(deployed):
     """The AI nodes serve Ollama and every load balancer fronts them."""
-    lab.run_playbook(REPO_PLAYBOOKS + "/ai_nodes.yml", timeout=1200)
-    lab.run_playbook(REPO_PLAYBOOKS + "/loadbalancers.yml", timeout=600)
+    lab = deployed
     lb = lab.group("loadbalancers")[0]
     wait_for(lambda: all(row["status"].startswith("UP") for row in server_rows(lab, lb).values()), timeout=30)
     return {"lb": lb, "url": "http://%s:%d" % (lab.hosts[lb].address, ENGINE_PORT), }

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-pytestmark = pytest.mark.topology("cluster")
+pytestmark = [pytest.mark.topology("cluster"), pytest.mark.engine("ollama")]
 
 
 def holder(lab, vip):
@@ -29,9 +29,8 @@ def wait_for(condition, timeout, interval=0.05):
 
 
 @pytest.fixture(scope="module")
-def shared_vip(lab):
-    lab.run_playbook("playbooks/ai_nodes.yml", timeout=1200)
-    lab.run_playbook("playbooks/loadbalancers.yml", timeout=600)
+def shared_vip(deployed):
+    lab = deployed
     return wait_for(lambda: holder(lab, lab.vip), timeout=15)
 
 

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-pytestmark = pytest.mark.topology("pro", "cluster")
+pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama")]
 
 GENERATE = {"model": "assistant", "prompt": "What is the capital of France?", "options": {"num_predict": 8}}
 
@@ -73,9 +73,8 @@ def backend_status(lab, lb, node):
 
 
 @pytest.fixture(scope="module")
-def balanced(lab):
-    lab.run_playbook("playbooks/ai_nodes.yml", timeout=1200)
-    lab.run_playbook("playbooks/loadbalancers.yml", timeout=600)
+def balanced(deployed):
+    lab = deployed
     lb = lab.group("loadbalancers")[0]
     return lb, "http://%s:11434" % lab.hosts[lb].address
 
