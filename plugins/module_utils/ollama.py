@@ -9,6 +9,8 @@ answers 200 with the wrong shape fails with the field at fault instead of a KeyE
 
 from __future__ import annotations
 
+import time
+
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import (
     HttpStatusError,
     MalformedResponse,
@@ -33,6 +35,54 @@ def canonical_model_name(name):
     """The name as ``/api/tags`` lists it: with an explicit tag."""
     model, tag = split_model_name(name)
     return "%s:%s" % (model, tag)
+
+
+def normalize_digest(digest):
+    """A digest as ``/api/tags`` gives it: lower-case hex without the ``sha256:`` prefix."""
+    text = digest.strip().lower()
+    return text[len("sha256:"):] if text.startswith("sha256:") else text
+
+
+def is_sha256_hex(text):
+    return len(text) == 64 and all(char in "0123456789abcdef" for char in text)
+
+
+def keep_alive_value(text):
+    """Ollama takes keep_alive as seconds (a number) or a duration string (``5m``, ``-1``)."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+class PullProgress:
+    """Byte counts, duration and throughput of one pull, from its progress events."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._started = clock()
+        self._seconds = None
+        self._layers = {}
+
+    def record(self, event):
+        digest, completed = event.get("digest"), event.get("completed")
+        if isinstance(digest, str) and isinstance(completed, int):
+            self._layers[digest] = max(completed, self._layers.get(digest, 0))
+
+    def finish(self):
+        self._seconds = self._clock() - self._started
+
+    def summary(self):
+        seconds = self._seconds if self._seconds is not None else self._clock() - self._started
+        transferred = sum(self._layers.values())
+        return {
+            "bytes": transferred,
+            "layers": len(self._layers),
+            "seconds": round(seconds, 3),
+            "bytes_per_second": int(transferred / seconds) if seconds > 0 else 0,
+        }
 
 
 def model_from_tags(entry, where):
@@ -98,6 +148,13 @@ class OllamaClient:
         entries = require_field(self.http.get_json("/api/ps"), "models", list, where)
         return [loaded_model_from_ps(entry, where) for entry in entries]
 
+    def digests(self):
+        """``{name: digest}`` of every model on disk, names with their explicit tag."""
+        return dict((canonical_model_name(model["name"]), normalize_digest(model["digest"])) for model in self.tags())
+
+    def loaded_digests(self):
+        return set(normalize_digest(model["digest"]) for model in self.ps())
+
     def show(self, model, verbose=False):
         return self.http.post_json("/api/show", {"model": model, "verbose": verbose})
 
@@ -124,6 +181,13 @@ class OllamaClient:
                 return False
             raise
         return True
+
+    def load(self, model, keep_alive=None):
+        """Load a model into memory without generating: an empty prompt (an empty input for embedding models)."""
+        capabilities = self.show(model).get("capabilities") or ["completion"]
+        if "completion" not in capabilities and "embedding" in capabilities:
+            return self.embed(model, "", keep_alive=keep_alive)
+        return self.generate(model, "", keep_alive=keep_alive)
 
     def _inference(self, path, body, stream):
         if stream:
