@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 
-import httpx
 from lab.core import Lab
+from lab.traffic import Traffic
 from report import append_section
 
 
@@ -25,41 +24,11 @@ def holder(lab):
     return None
 
 
-class SteadyLoad:
-    """GET /api/tags at ``rate`` requests per second on new connections; records failures."""
-
-    def __init__(self, url, rate):
-        self.url, self.interval = url, 1.0 / rate
-        self.sent, self.failed = 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            self.sent += 1
-            try:
-                if httpx.get(self.url + "/api/tags", timeout=2).status_code != 200:
-                    self.failed += 1
-            except httpx.HTTPError:
-                self.failed += 1
-            next_at += self.interval
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 def fail_over(lab, fault, rate, settle):
     """One failover: returns (seconds until the other balancer holds the address, failed, sent)."""
     first = holder(lab)
     other = next(lb for lb in lab.group("loadbalancers") if lb != first)
-    with SteadyLoad("http://%s:11434" % lab.vip, rate) as load:
+    with Traffic("http://%s:11434" % lab.vip, "tags", rate=rate, fresh_connections=True, timeout=2) as load:
         time.sleep(settle)  # steady traffic before the fault, so a failure window is visible
         started = time.monotonic()
         if fault == "haproxy":
@@ -77,7 +46,7 @@ def fail_over(lab, fault, rate, settle):
     else:
         lab.start(first)
         lab.wait_ready([first])
-    return moved, load.failed, load.sent
+    return moved, len(load.failures), load.sent
 
 
 def main(argv=None):

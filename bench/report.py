@@ -35,15 +35,15 @@ def machine():
                 cpu = line.split(":", 1)[1].strip()
                 break
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return "%s, %d cores, %.0f GiB, %s %s" % (cpu, os.cpu_count() or 0, memory, platform.system(),
-                                             platform.release())
+    system = "%s %s" % (platform.system(), platform.release())
+    return "%s, %d cores, %.0f GiB, %s" % (cpu, os.cpu_count() or 0, memory, system)
 
 
 def append_section(title, command, lines):
     """Append a dated section with the machine and the reproducing command; print it too."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = "\n## %s (%s)\n\nMachine: %s. Command: `%s`.\n\n%s\n" % (title, stamp, machine(), command,
-                                                                      "\n".join(lines))
+    body = "\n".join(lines)
+    section = "\n## %s (%s)\n\nMachine: %s. Command: `%s`.\n\n%s\n" % (title, stamp, machine(), command, body)
     if not BENCHMARKS_MD.exists():
         BENCHMARKS_MD.write_text(HEADER)
     with BENCHMARKS_MD.open("a") as output:

@@ -1,7 +1,7 @@
-"""`make demo`: bring up a lab AI cluster on this machine, deploy what the collection deploys, and say what ran.
+"""`make demo`: a lab AI Cluster on this machine, deployed by the collection, exercised under load, with a summary.
 
-The demo grows with the collection: each step says plainly what it did, and the closing summary lists what
-is deployed and what is not built yet, so a newcomer never mistakes a planned capability for a working one.
+The demo grows with the collection: each step says plainly what it does and what came of it, and the summary
+lists what is not built yet, so a newcomer never mistakes a planned capability for a working one.
 """
 
 from __future__ import annotations
@@ -12,17 +12,21 @@ import time
 from pathlib import Path
 
 from lab.core import Lab
+from lab.inventory import ai_endpoint_url
 from lab.proc import LabError, LabUnavailable
 from lab.topology import ENGINES, available_topologies, load_topology
+from lab.traffic import Traffic
+
+from ansible_collections.namtech.internal_ai.plugins.module_utils.http import ApiError, HttpClient
+from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import OllamaClient
 
 REPO = Path(__file__).resolve().parent.parent
 NOT_BUILT_YET = [
-    "engine roles (ollama, vllm) and model pinning",
-    "HAProxy + keepalived in front of the AI nodes",
-    "Prometheus, Alertmanager, exporters and dashboards",
-    "model upgrade with evaluation, health gates and rollback",
-    "backup and verified restore",
-    "TCO report",
+    "model upgrade with evaluation, health gates and automatic rollback (issue 7)",
+    "backup and verified restore of the vector DB, config and models (issue 8)",
+    "TCO report (issue 9)",
+    "llm_exporter, Grafana dashboards and central logs (issue 6, in part)",
+    "TLS, API keys and the firewall (issue 11)",
 ]
 
 
@@ -33,40 +37,91 @@ class Steps:
         self.results = []
 
     def run(self, title, action):
-        number = len(self.results) + 1
-        print("\n== step %d: %s" % (number, title), flush=True)
+        print("\n== step %d: %s" % (len(self.results) + 1, title), flush=True)
         started = time.monotonic()
         outcome = action()
         seconds = time.monotonic() - started
-        print("   -> %s (%.1fs)" % (outcome, seconds), flush=True)
+        print("   -> %s (%.0fs)" % (outcome, seconds), flush=True)
         self.results.append((title, outcome, seconds))
         return outcome
 
 
 def bring_up(lab):
     report = lab.up()
-    changes = "changed: %d" % len(report.changes) if report.changed else "already up, nothing changed"
+    changes = "%d changes" % len(report.changes) if report.changed else "already up, nothing changed"
     return "%d hosts up (%s)" % (len(lab.hosts), changes)
 
 
 def ping_every_host(lab):
-    done = lab.ansible("all", "ansible.builtin.ping")
-    answered = done.stdout.count("SUCCESS")
+    answered = lab.ansible("all", "ansible.builtin.ping").stdout.count("SUCCESS")
     return "%d of %d hosts answer Ansible over SSH" % (answered, len(lab.hosts))
 
 
-def print_summary(lab, steps, started):
+def deploy_site(lab):
+    lab.run_playbook(REPO / "playbooks" / "site.yml", timeout=1800)
+    parts = "engines, models and aliases, load balancers" + (" and the virtual IP" if lab.vip else "")
+    return "site.yml applied: " + parts
+
+
+def what_every_node_serves(lab):
+    lines = []
+    for node in lab.group("ai_nodes"):
+        with HttpClient("http://%s:11434" % lab.hosts[node].address, read_timeout=10) as http:
+            engine = OllamaClient(http)
+            version, models = engine.version(), engine.tags()
+        described = ", ".join("%s (%s)" % (model["name"], model["digest"][:12]) for model in models)
+        lines.append("      %s: Ollama %s with %s" % (node, version, described))
+    print("\n".join(lines))
+    return "%d AI nodes report their engine version and model digests (ollama_info reads the same)" % len(lines)
+
+
+def drain_and_return_a_node(lab, endpoint):
+    node = lab.group("ai_nodes")[-1]
+    with Traffic(endpoint, "mixed", workers=2) as load:
+        load.wait_for_answers(5, timeout=60)
+        lab.run_playbook(REPO / "playbooks" / "scale_in.yml", {"scale_in_nodes": [node]}, timeout=900)
+        load.wait_for_answers(5, timeout=60)
+        lab.run_playbook(REPO / "playbooks" / "scale_out.yml", {"scale_out_nodes": [node]}, timeout=900)
+        load.wait_for_answers(5, timeout=60)
+    return "%s drained, stopped and brought back under streamed load: %d answers, %d failed" % (
+        node, load.ok, len(load.failures))
+
+
+def vip_holder(lab):
+    for balancer in lab.group("loadbalancers"):
+        if (" %s/" % lab.vip) in lab.exec(balancer, "ip", "-4", "-o", "addr", "show", check=False).stdout:
+            return balancer
+    return None
+
+
+def fail_over_the_load_balancer(lab, endpoint):
+    first = vip_holder(lab)
+    with Traffic(endpoint, "tags", rate=20, fresh_connections=True, timeout=2) as load:
+        load.wait_for_answers(20, timeout=30)
+        stopped = time.monotonic()
+        lab.ssh(first, "systemctl stop haproxy")
+        while vip_holder(lab) in (first, None) and time.monotonic() - stopped < 30:
+            time.sleep(0.05)
+        moved = time.monotonic() - stopped
+        load.wait_for_answers(20, timeout=30)
+    lab.ssh(first, "systemctl start haproxy")
+    return "HAProxy stopped on %s: the virtual IP moved to %s in %.1fs; %d of %d requests failed meanwhile" % (
+        first, vip_holder(lab), moved, len(load.failures), load.sent)
+
+
+def print_summary(lab, steps, started, endpoint):
     print("\n" + "=" * 78)
     elapsed = time.monotonic() - started
     print("SUMMARY (%s lab, %s engine, %.0fs)" % (lab.topology.name, lab.topology.engine, elapsed))
-    for title, outcome, seconds in steps.results:
-        print("  %-34s %s (%.0fs)" % (title, outcome, seconds))
-    print("\nhosts:")
-    for name, spec in sorted(lab.hosts.items()):
-        print("  %-10s %-15s %s" % (name, spec.address, ", ".join(spec.groups)))
-    print("\ninventory:      %s" % lab.inventory_path)
-    print("try:            .venv/bin/ansible -i %s all -m ping" % lab.inventory_path.relative_to(REPO))
-    print("artifact host:  %s" % lab.artifact_url)
+    for title, outcome, _seconds in steps.results:
+        print("  - %s: %s" % (title, outcome))
+    print("\nendpoint clients use:  %s" % endpoint)
+    for balancer in lab.group("loadbalancers"):
+        print("HAProxy stats page:     http://%s:8404/stats" % lab.hosts[balancer].address)
+    for monitor in lab.group("monitoring"):
+        print("Prometheus (if deployed): http://%s:9090   Alertmanager: http://%s:9093"
+              % ((lab.hosts[monitor].address,) * 2))
+    print("inventory:              %s" % lab.inventory_path.relative_to(REPO))
     print("\nnot in the demo yet (their issues are open):")
     for item in NOT_BUILT_YET:
         print("  - " + item)
@@ -78,19 +133,29 @@ def main(argv=None):
     parser.add_argument("--topology", default="cluster", choices=available_topologies())
     parser.add_argument("--engine", default="ollama", choices=ENGINES)
     args = parser.parse_args(argv)
+    if args.engine != "ollama":
+        print("the demo drives Ollama nodes; ENGINE=vllm is for `make lab-up` and the vLLM tests", file=sys.stderr)
+        return 2
     started = time.monotonic()
     lab = Lab(load_topology(args.topology, args.engine))
     steps = Steps()
     try:
         steps.run("bring up the lab (%s)" % args.topology, lambda: bring_up(lab))
         steps.run("reach every host with Ansible", lambda: ping_every_host(lab))
+        steps.run("deploy site.yml", lambda: deploy_site(lab))
+        endpoint = ai_endpoint_url(lab.topology)
+        steps.run("ask every AI node what it serves", lambda: what_every_node_serves(lab))
+        if lab.group("loadbalancers") and len(lab.group("ai_nodes")) > 1:
+            steps.run("take a node out and back under load", lambda: drain_and_return_a_node(lab, endpoint))
+        if lab.vip:
+            steps.run("fail over the load balancer", lambda: fail_over_the_load_balancer(lab, endpoint))
     except LabUnavailable as exc:
         print("\nthe lab cannot run on this machine: %s" % exc, file=sys.stderr)
         return 2
-    except LabError as exc:
+    except (LabError, ApiError) as exc:
         print("\ndemo failed: %s" % exc, file=sys.stderr)
         return 1
-    print_summary(lab, steps, started)
+    print_summary(lab, steps, started, endpoint)
     return 0
 
 

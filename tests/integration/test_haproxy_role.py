@@ -4,11 +4,11 @@ clients see no error, and a second run changes nothing."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 import httpx
 import pytest
+from lab.traffic import Traffic
 
 pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama")]
 
@@ -55,37 +55,6 @@ def balanced(deployed):
     return {"lb": lb, "url": "http://%s:%d" % (lab.hosts[lb].address, ENGINE_PORT), }
 
 
-class Load:
-    """Non-streamed requests through the load balancer, one after another, until stopped."""
-
-    def __init__(self, url):
-        self.url = url
-        self.ok = 0
-        self.failures = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        with httpx.Client(timeout=10) as client:
-            while not self._stop.is_set():
-                try:
-                    response = client.get(self.url + "/api/tags")
-                    if response.status_code == 200:
-                        self.ok += 1
-                    else:
-                        self.failures.append(response.status_code)
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-
 def test_requests_are_spread_over_every_node(lab, balanced):
     before = server_rows(lab, balanced["lb"])
     with httpx.Client(timeout=10) as client:
@@ -99,14 +68,13 @@ def test_requests_are_spread_over_every_node(lab, balanced):
 
 def test_a_stopped_engine_leaves_rotation_within_3s_and_clients_see_no_error(lab, balanced):
     node = lab.group("ai_nodes")[0]
-    with Load(balanced["url"]) as load:
-        wait_for(lambda: load.ok > 5, timeout=10)
+    with Traffic(balanced["url"], "tags") as load:
+        assert load.wait_for_answers(5, timeout=10)
         lab.ssh(node, "systemctl stop ollama")
         stopped = time.monotonic()
         wait_for(lambda: server_rows(lab, balanced["lb"])[node]["status"].startswith("DOWN"), timeout=10)
         left_rotation = time.monotonic() - stopped
-        served_while_down = load.ok
-        wait_for(lambda: load.ok > served_while_down + 5, timeout=10)
+        assert load.wait_for_answers(5, timeout=10)
         lab.ssh(node, "systemctl start ollama")
         wait_for(lambda: server_rows(lab, balanced["lb"])[node]["status"].startswith("UP"), timeout=30)
     assert left_rotation < 3, "the stopped node stayed in rotation %.1fs" % left_rotation

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import httpx
 import pytest
+from lab.traffic import Traffic
 
 pytestmark = [pytest.mark.topology("cluster"), pytest.mark.engine("ollama")]
 
@@ -34,36 +34,6 @@ def shared_vip(deployed):
     return wait_for(lambda: holder(lab, lab.vip), timeout=15)
 
 
-class Requests:
-    """GET /api/tags through the virtual IP, back to back, recording when each one failed."""
-
-    def __init__(self, url):
-        self.url = url
-        self.ok = 0
-        self.failed_at = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                with httpx.Client(timeout=2) as client:  # a new connection each time, as most clients do
-                    status = client.get(self.url + "/api/tags").status_code
-                self.ok += status == 200
-                if status != 200:
-                    self.failed_at.append(time.monotonic())
-            except httpx.HTTPError:
-                self.failed_at.append(time.monotonic())
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 def test_the_virtual_ip_serves_the_ai_endpoint(lab, shared_vip):
     answer = httpx.get("http://%s:11434/api/version" % lab.vip, timeout=5)
     assert answer.status_code == 200 and answer.json()["version"]
@@ -72,20 +42,19 @@ def test_the_virtual_ip_serves_the_ai_endpoint(lab, shared_vip):
 def test_stopping_haproxy_on_the_holder_moves_the_virtual_ip(lab, shared_vip):
     first = shared_vip
     other = next(lb for lb in lab.group("loadbalancers") if lb != first)
-    with Requests("http://%s:11434" % lab.vip) as load:
-        wait_for(lambda: load.ok > 10, timeout=10)
+    with Traffic("http://%s:11434" % lab.vip, "tags", fresh_connections=True, timeout=2) as load:
+        assert load.wait_for_answers(10, timeout=10)
         stopped = time.monotonic()
         lab.ssh(first, "systemctl stop haproxy")
         try:
             wait_for(lambda: holder(lab, lab.vip) == other, timeout=15)
             moved = time.monotonic() - stopped
-            served = load.ok
-            wait_for(lambda: load.ok > served + 10, timeout=10)
+            assert load.wait_for_answers(10, timeout=10)
         finally:
             lab.ssh(first, "systemctl start haproxy")
     print("\nvirtual IP moved %.2fs after haproxy stopped on %s; %d requests failed, %d succeeded"
-          % (moved, first, len(load.failed_at), load.ok))
+          % (moved, first, len(load.failures), load.ok))
     assert moved < 8, "check interval times fall plus a priority-0 advert should move it in about 3 s"
     # Requests fail only while no host answers on the address: between the stop and the move.
-    assert all(stopped <= failed <= stopped + moved + 2 for failed in load.failed_at)
+    assert all(stopped <= failed_at <= stopped + moved + 2 for failed_at, _problem in load.failures)
     assert holder(lab, lab.vip) == other, "with nopreempt the recovered host must not take the address back"

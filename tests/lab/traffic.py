@@ -1,0 +1,116 @@
+"""Client traffic to the lab's AI endpoints from background threads, counting every answer that was not whole.
+
+Tests, benchmarks and the demo use it to prove that an operation (a drain, a failover, a rollout) costs the
+clients nothing, or to measure what it costs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+
+PROMPT = "What is the capital of France?"
+
+
+def tags(client, url):
+    return client.get(url + "/api/tags").status_code == 200
+
+
+def generate(client, url, tokens=8):
+    answer = client.post(url + "/api/generate", json={"model": "assistant", "prompt": PROMPT, "stream": False,
+                                                      "options": {"num_predict": tokens}})
+    return answer.status_code == 200 and answer.json().get("done") is True
+
+
+def generate_streamed(client, url, tokens=8):
+    body = {"model": "assistant", "prompt": PROMPT, "stream": True, "options": {"num_predict": tokens}}
+    with client.stream("POST", url + "/api/generate", json=body) as answer:
+        events = [json.loads(line) for line in answer.iter_lines() if line.strip()]
+    return answer.status_code == 200 and bool(events) and events[-1].get("done") is True
+
+
+REQUESTS = {"tags": (tags,), "generate": (generate,), "mixed": (generate, generate_streamed)}
+
+
+class Traffic:
+    """``workers`` threads sending ``kind`` requests to ``url`` back to back (or at ``rate`` per second each).
+
+    ``kind`` is ``tags`` (GET /api/tags), ``generate`` or ``mixed`` (workers alternate non-streamed and
+    streamed generations of the ``assistant`` alias). With ``fresh_connections`` every request opens a new
+    connection, as most short-lived clients do. ``failures`` holds ``(monotonic time, what went wrong)``.
+    """
+
+    def __init__(self, url, kind="tags", *, workers=1, rate=None, fresh_connections=False, timeout=30.0):
+        self.url = url
+        self.ok = 0
+        self.failures = []
+        self._senders = REQUESTS[kind]
+        self._interval = 1.0 / rate if rate else 0.0
+        self._fresh = fresh_connections
+        self._timeout = timeout
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, args=(self._senders[index % len(self._senders)],),
+                                          daemon=True) for index in range(workers)]
+
+    @property
+    def sent(self):
+        return self.ok + len(self.failures)
+
+    def _record(self, passed, problem=None):
+        with self._lock:
+            if passed:
+                self.ok += 1
+            else:
+                self.failures.append((time.monotonic(), problem or "incomplete answer"))
+
+    def _send(self, client, sender):
+        try:
+            self._record(sender(client, self.url))
+        except (httpx.HTTPError, ValueError) as exc:
+            self._record(False, repr(exc))
+
+    def _work(self, sender):
+        next_at = time.monotonic()
+        client = None if self._fresh else httpx.Client(timeout=self._timeout)
+        try:
+            while not self._stop.is_set():
+                if self._fresh:
+                    with httpx.Client(timeout=self._timeout) as fresh:
+                        self._send(fresh, sender)
+                else:
+                    self._send(client, sender)
+                next_at += self._interval
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+        finally:
+            if client is not None:
+                client.close()
+
+    def wait_for_answers(self, count, timeout=60.0):
+        """Block until ``count`` more requests have succeeded; False when ``timeout`` passes first."""
+        target = self.ok + count
+        deadline = time.monotonic() + timeout
+        while self.ok < target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def start(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=max(self._timeout, 10))
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
