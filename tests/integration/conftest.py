@@ -22,6 +22,17 @@ _unavailable_reason: list[str] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "topology(*names): run only when the session's lab has one of these topologies")
+    config.addinivalue_line("markers", "engine(*names): run only when the session's lab runs one of these engines")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip before any fixture runs, so a test for another topology or engine never brings a lab up."""
+    topology, engine = lab_settings()[:2]
+    for marker_name, running, variable in (("topology", topology, "LAB_TOPOLOGY"), ("engine", engine, "LAB_ENGINE")):
+        marker = item.get_closest_marker(marker_name)
+        if marker is not None and running not in marker.args:
+            pytest.skip(f"needs a lab with {marker_name} {' or '.join(marker.args)}, the session runs {running} "
+                        f"(set {variable})")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -84,11 +95,8 @@ def healthy_lab(lab: Lab) -> Iterator[Lab]:
     lab.heal()
 
 
-@pytest.fixture(autouse=True)
-def _only_on_topology(request: pytest.FixtureRequest) -> None:
-    marker = request.node.get_closest_marker("topology")
-    if marker is None:
-        return
-    topology = lab_settings()[0]
-    if topology not in marker.args:
-        pytest.skip(f"needs a {' or '.join(marker.args)} lab, the session runs {topology} (set LAB_TOPOLOGY)")
+@pytest.fixture(scope="session")
+def deployed(lab: Lab) -> Lab:
+    """The lab with site.yml applied once for the whole session: engines, models, load balancers."""
+    lab.run_playbook("playbooks/site.yml", timeout=1800)
+    return lab

@@ -15,6 +15,9 @@ REMOTE_SERVER = "/opt/nti-lab/artifact_server.py"
 UNIT_NAME = "nti-lab-artifacts.service"
 STAMP = "/etc/nti-lab-artifacts.sha256"
 SERVER_SCRIPT = Path(__file__).resolve().parent / "artifacts" / "server.py"
+# Engine releases served under releases/v<version>/: the ollama role's upgrade and rollback tests switch between
+# them; the last one is the default (releases/ollama-linux-amd64.tgz) and the inventory's ollama_version.
+ENGINE_VERSIONS = ("0.12.5-lab", "0.12.6-lab")
 
 
 # --- Integration point with lab.artifacts (built in parallel) -----------------------------------------
@@ -29,7 +32,7 @@ def build_artifacts(dest: Path) -> tuple[Path, Path | None]:
             raise
         tree = placeholder_tree(dest)
     else:
-        tree = build_artifact_tree(dest)
+        tree = build_artifact_tree(dest, engine_versions=ENGINE_VERSIONS)
     return tree, SERVER_SCRIPT if SERVER_SCRIPT.is_file() else None
 
 
@@ -61,10 +64,20 @@ def content_hash(tree: Path, server: Path | None) -> str:
     return digest.hexdigest()
 
 
-def deploy(container: str, address: str, build_dir: Path, log=print) -> bool:
+def add_engine_artifacts(tree: Path, engine: str, log=print) -> None:
+    """What one engine's lab needs beside the common tree: vLLM's wheelhouse and model archives (large, so only
+    for a vllm lab; built once on this machine and cached, see lab.vllm)."""
+    if engine == "vllm":
+        from lab.vllm.assets import add_to_tree  # noqa: PLC0415 - only a vllm lab pays for importing it
+
+        add_to_tree(tree, log)
+
+
+def deploy(container: str, address: str, build_dir: Path, log=print, engine: str = "ollama") -> bool:
     """Copy the tree and server in and (re)start the unit, only when they differ; return whether anything changed."""
     shutil.rmtree(build_dir, ignore_errors=True)
     tree, server = build_artifacts(build_dir)
+    add_engine_artifacts(tree, engine, log)
     wanted = content_hash(tree, server)
     current = podman.exec_in(container, "cat", STAMP, check=False).stdout.strip()
     if current == wanted and unit_active(container):

@@ -115,7 +115,8 @@ class Lab(Faults):
         report.changes += self.install_ssh_key()
         self.wait_ssh(self.topology.names())
         artifacts = self.topology.group("artifacts")[0]
-        if artifact_host.deploy(artifacts.container, artifacts.address, ARTIFACT_BUILD_DIR, self.log):
+        if artifact_host.deploy(artifacts.container, artifacts.address, ARTIFACT_BUILD_DIR, self.log,
+                                engine=self.topology.engine):
             report.changes.append(f"deployed artifacts to {artifacts.name}")
         if inventory.write_inventory(self.topology):
             report.changes.append(f"wrote {INVENTORY_PATH}")

@@ -1,4 +1,4 @@
-"""Where the lab keeps what it generates (all of it removed by lab down)."""
+"""Where the lab keeps what it generates: lab down removes all of it except .lab/cache (built once, see lab.vllm)."""
 
 import tempfile
 from pathlib import Path
