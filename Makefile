@@ -21,7 +21,7 @@ export PYTHONPATH := $(CURDIR)/tests:$(CURDIR)/bench:$(CURDIR)/$(BUILD)
 export ANSIBLE_NOCOLOR := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-DEBIAN_PACKAGES := python3-venv git openssl shellcheck haproxy podman runc debootstrap netavark aardvark-dns iptables e2fsprogs \
+DEBIAN_PACKAGES := python3-venv git openssl shellcheck haproxy prometheus prometheus-alertmanager podman runc debootstrap netavark aardvark-dns iptables e2fsprogs \
 	iproute2 openssh-client
 
 .PHONY: help bootstrap debian-packages venv collection-link test lint ruff ansible-lint sanity argspec unit \

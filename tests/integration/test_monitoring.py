@@ -1,0 +1,225 @@
+"""The monitoring playbook on the lab: node_exporter on every host, Prometheus and Alertmanager on `monitoring`.
+Every generated scrape target is up, every alert rule evaluates, services listen on private addresses only, a
+metric written to the textfile directory reaches Prometheus, a stopped node_exporter reaches a webhook receiver
+as NodeDown, and a second run changes nothing.
+
+The run uses short intervals (scrape and evaluation every 5 s, NodeDown after 10 s) and a webhook receiver on
+this machine; the module's teardown runs the playbook again on the monitoring hosts with the defaults."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+# Three runs of the playbook on eight hosts: well beyond the default 300 s per test on a busy machine.
+pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.timeout(1800)]
+
+PLAYBOOK = "playbooks/monitoring.yml"
+# This machine's address on the lab network (the podman gateway): lab hosts reach the receiver there.
+GATEWAY = "10.89.231.1"
+FAST = {
+    "prometheus_scrape_interval": "5s",
+    "prometheus_scrape_timeout": "4s",
+    "prometheus_evaluation_interval": "5s",
+    "prometheus_alert_node_down_for": "10s",
+    "alertmanager_group_wait": "1s",
+    "alertmanager_group_interval": "5s",
+}
+
+
+def recap_changed(output):
+    """The sum of changed= over the PLAY RECAP lines of an ansible-playbook run."""
+    return sum(int(count) for count in re.findall(r"changed=(\d+)", output.split("PLAY RECAP", 1)[-1]))
+
+
+def wait_for(condition, timeout, interval=0.5):
+    """The condition's first truthy value; fails the test when none came within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met within %ss" % timeout)
+        time.sleep(interval)
+
+
+class WebhookReceiver:
+    """Alertmanager's webhook notifications, collected as they arrive (an HTTP server on GATEWAY)."""
+
+    def __init__(self):
+        self.notifications = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.notifications.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer((GATEWAY, 0), Handler)
+        self.url = "http://%s:%d/alerts" % (GATEWAY, self._server.server_port)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._server.shutdown()
+        self._server.server_close()
+
+    def alerts(self, alertname, status):
+        return [alert for notification in self.notifications for alert in notification["alerts"]
+                if alert["labels"].get("alertname") == alertname and alert["status"] == status]
+
+
+@pytest.fixture(scope="module")
+def monitored(lab):
+    """The playbook run once with fast intervals and a webhook receiver; the defaults put back afterwards."""
+    receiver = WebhookReceiver().start()
+    extra_vars = dict(FAST, alertmanager_webhook_urls=[receiver.url])
+    try:
+        started = time.monotonic()
+        lab.run_playbook(PLAYBOOK, extra_vars, timeout=1800)
+        seconds = time.monotonic() - started
+        monitor = lab.group("monitoring")[0]
+        yield {"lab": lab, "receiver": receiver, "extra_vars": extra_vars, "seconds": seconds,
+               "prometheus": "http://%s:9090" % lab.hosts[monitor].address, "monitor": monitor}
+    finally:
+        receiver.stop()
+        lab.run_playbook(PLAYBOOK, args=["--limit", "monitoring", "--tags", "configure"], timeout=1800)
+
+
+def targets(prometheus):
+    return httpx.get(prometheus + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+
+
+def query(prometheus, expression):
+    return httpx.get(prometheus + "/api/v1/query", params={"query": expression}, timeout=10).json()
+
+
+def expected_targets(lab):
+    """(job, node) of every target the inventory describes (the lab's AI nodes run Ollama: no vllm job)."""
+    monitors = lab.group("monitoring")
+    return ({("node", host) for host in lab.hosts} | {("haproxy", lb) for lb in lab.group("loadbalancers")}
+            | {("alertmanager", host) for host in monitors} | {("prometheus", host) for host in monitors})
+
+
+def test_every_target_the_inventory_describes_is_scraped_and_up(monitored):
+    lab, prometheus = monitored["lab"], monitored["prometheus"]
+    print("\nfirst run of %s: %.0fs" % (PLAYBOOK, monitored["seconds"]))
+    started = time.monotonic()
+    active = wait_for(lambda: (found := targets(prometheus)) and all(t["health"] == "up" for t in found) and found,
+                      timeout=60)
+    print("every target up %.1fs after the run" % (time.monotonic() - started))
+    assert {(t["labels"]["job"], t["labels"]["node"]) for t in active} == expected_targets(lab)
+    tier = "cluster" if len(lab.group("loadbalancers")) > 1 else "pro"
+    for target in active:
+        labels = target["labels"]
+        assert labels["tier"] == tier, labels
+        ai_node = labels["node"] in lab.group("ai_nodes")
+        assert ("engine" in labels) == (ai_node or labels["job"] == "haproxy"), labels
+        address = target["scrapeUrl"].split("//", 1)[1].split(":", 1)[0]
+        assert address == lab.hosts[labels["node"]].address, target["scrapeUrl"]
+
+
+def test_every_alert_rule_evaluates_without_error(monitored):
+    prometheus = monitored["prometheus"]
+
+    def evaluated_rules():
+        groups = httpx.get(prometheus + "/api/v1/rules", timeout=10).json()["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        return rules if rules and all(rule["lastEvaluation"] > "2000" for rule in rules) else None
+
+    rules = wait_for(evaluated_rules, timeout=60)
+    assert len(rules) == 13
+    assert [(rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"] == []
+    for rule in rules:
+        answer = query(prometheus, rule["query"])
+        assert answer["status"] == "success", (rule["name"], answer)
+
+
+def test_services_listen_on_the_private_address_only(monitored):
+    lab, monitor = monitored["lab"], monitored["monitor"]
+    listening = lab.ssh(monitor, "ss -Hltn").stdout
+    address = lab.hosts[monitor].address
+    local = {line.split()[3] for line in listening.splitlines()}
+    for port in (9090, 9093, 9100):
+        assert "%s:%d" % (address, port) in local, listening
+        assert not {"0.0.0.0:%d" % port, "*:%d" % port, "[::]:%d" % port} & local, listening
+    assert not any(entry.endswith(":9094") for entry in local), "a lone Alertmanager needs no cluster port"
+
+
+def test_a_metric_written_to_the_textfile_directory_reaches_prometheus(monitored):
+    lab, prometheus = monitored["lab"], monitored["prometheus"]
+    host = "storage1" if "storage1" in lab.hosts else lab.group("monitoring")[0]
+    path = "/var/lib/prometheus/node-exporter/lab_test_backup.prom"
+    lab.ssh(host, "printf 'namtech_backup_last_success_timestamp_seconds{backup=\"lab\"} %%d\\n' \"$(date +%%s)\" "
+                  "> %s.tmp && mv %s.tmp %s" % (path, path, path))
+    try:
+        found = wait_for(lambda: query(prometheus, 'namtech_backup_last_success_timestamp_seconds{backup="lab"}')
+                         ["data"]["result"], timeout=30)
+        assert found[0]["metric"]["node"] == host
+        assert abs(float(found[0]["value"][1]) - time.time()) < 120
+    finally:
+        lab.ssh(host, "rm -f %s" % path)
+
+
+def test_a_stopped_node_exporter_reaches_the_webhook_as_node_down_and_then_resolved(monitored):
+    lab, receiver = monitored["lab"], monitored["receiver"]
+    host = "storage1" if "storage1" in lab.hosts else lab.group("ai_nodes")[0]
+    lab.ssh(host, "systemctl stop prometheus-node-exporter")
+    stopped = time.monotonic()
+    try:
+        firing = wait_for(lambda: [a for a in receiver.alerts("NodeDown", "firing") if a["labels"]["node"] == host],
+                          timeout=120)
+        notified = time.monotonic() - stopped
+    finally:
+        lab.ssh(host, "systemctl start prometheus-node-exporter")
+    print("\nNodeDown for %s reached the webhook %.1fs after node_exporter stopped" % (host, notified))
+    alert = firing[0]
+    assert alert["labels"]["severity"] == "critical"
+    assert alert["labels"]["tier"] in ("pro", "cluster")
+    assert alert["annotations"]["runbook"].endswith("#nodedown")
+    wait_for(lambda: [a for a in receiver.alerts("NodeDown", "resolved") if a["labels"]["node"] == host], timeout=120)
+
+
+def test_node_down_inhibits_the_other_alerts_of_that_node_only(monitored):
+    """Alerts posted straight to Alertmanager's API for a node that does not exist: no host is disturbed."""
+    alertmanager = "http://%s:9093/api/v2" % monitored["lab"].hosts[monitored["monitor"]].address
+
+    def alert(name, node):
+        return {"labels": {"alertname": name, "node": node, "severity": "critical", "test": "inhibition"},
+                "annotations": {"summary": "lab test"}}
+
+    alerts = [alert("NodeDown", "labtest1"), alert("TargetDown", "labtest1"), alert("TargetDown", "labtest2")]
+    assert httpx.post(alertmanager + "/alerts", json=alerts, timeout=10).status_code == 200
+    try:
+        def states():
+            found = httpx.get(alertmanager + "/alerts", params={"filter": 'test="inhibition"'}, timeout=10).json()
+            by_key = {(a["labels"]["alertname"], a["labels"]["node"]): a["status"] for a in found}
+            return by_key if len(by_key) == 3 and by_key[("TargetDown", "labtest1")]["inhibitedBy"] else None
+
+        found = wait_for(states, timeout=30)
+        assert found[("TargetDown", "labtest1")]["state"] == "suppressed"
+        assert found[("TargetDown", "labtest2")]["state"] == "active"
+        assert found[("NodeDown", "labtest1")]["state"] == "active"
+    finally:
+        ended = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        httpx.post(alertmanager + "/alerts", json=[dict(a, endsAt=ended) for a in alerts], timeout=10)
+
+
+def test_a_second_run_changes_nothing(monitored):
+    again = monitored["lab"].run_playbook(PLAYBOOK, monitored["extra_vars"], timeout=1800)
+    assert recap_changed(again.stdout) == 0, again.stdout[-3000:]

@@ -1,0 +1,65 @@
+"""The prometheus role's configuration template, rendered by Ansible for box, pro and cluster inventories: the
+scrape jobs and the tier label follow the inventory alone, and the result passes `promtool check config`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from role_templates import render_role_template
+
+TOPOLOGIES = {
+    "box": {"ai_nodes": {"ai1": "10.0.0.10"}, "monitoring": {"mon1": "10.0.0.20"}},
+    "pro": {"ai_nodes": {"ai1": "10.0.0.10", "ai2": "10.0.0.11"}, "loadbalancers": {"lb1": "10.0.0.30"},
+            "monitoring": {"mon1": "10.0.0.20"}},
+    "cluster": {"ai_nodes": {"ai1": "10.0.0.10", "ai2": "10.0.0.11", "ai3": "10.0.0.12"},
+                "loadbalancers": {"lb1": "10.0.0.30", "lb2": "10.0.0.31"}, "monitoring": {"mon1": "10.0.0.20"}},
+}
+
+
+def render(tmp_path, groups, engine="ollama"):
+    return render_role_template(tmp_path, "prometheus", "prometheus.yml.j2", groups, "mon1",
+                                all_vars={"ai_engine": engine})
+
+
+def targets_by_job(config):
+    jobs = {}
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            jobs.setdefault(job["job_name"], []).append((static["targets"][0], static["labels"]))
+    return jobs
+
+
+@pytest.mark.parametrize("tier", sorted(TOPOLOGIES))
+def test_the_tier_and_the_jobs_follow_the_inventory(tmp_path, tier):
+    groups = TOPOLOGIES[tier]
+    jobs = targets_by_job(yaml.safe_load(render(tmp_path, groups).read_text(encoding="utf-8")))
+    every_host = {host: address for hosts in groups.values() for host, address in hosts.items()}
+    assert {labels["tier"] for targets in jobs.values() for _target, labels in targets} == {tier}
+    assert {target: labels["node"] for target, labels in jobs["node"]} == {
+        "%s:9100" % address: host for host, address in every_host.items()}
+    assert [target for target, _labels in jobs.get("haproxy", [])] == [
+        "%s:8404" % address for address in groups.get("loadbalancers", {}).values()]
+    assert "vllm" not in jobs
+    assert [target for target, _labels in jobs["alertmanager"]] == ["10.0.0.20:9093"]
+    assert [target for target, _labels in jobs["prometheus"]] == ["10.0.0.20:9090"]
+    assert {labels["node"]: labels.get("engine") for _target, labels in jobs["node"]} == {
+        host: "ollama" if host in groups["ai_nodes"] else None for host in every_host}
+
+
+def test_vllm_nodes_get_a_vllm_job(tmp_path):
+    jobs = targets_by_job(yaml.safe_load(render(tmp_path, TOPOLOGIES["pro"], engine="vllm").read_text()))
+    assert jobs["vllm"] == [
+        ("10.0.0.10:8000", {"tier": "pro", "node": "ai1", "engine": "vllm"}),
+        ("10.0.0.11:8000", {"tier": "pro", "node": "ai2", "engine": "vllm"}),
+    ]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (Debian package prometheus)")
+def test_the_rendered_configuration_passes_promtool(tmp_path):
+    path = render(tmp_path, TOPOLOGIES["cluster"], engine="vllm")
+    result = subprocess.run(["promtool", "check", "config", str(path)], check=False, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
