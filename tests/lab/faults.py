@@ -111,20 +111,24 @@ class Faults:
     # ---- processes ---------------------------------------------------------------------------------------
     def kill_process(self, host: str, name: str, *, signal: str = "KILL", full: bool = False,
                      wait_gone_s: float = 10) -> None:
-        """Send a signal to the processes called ``name`` on the host (``full``: match the whole command line)."""
-        match = ["--full", name] if full else ["--exact", name]
-        done = self.exec(host, "pkill", "--signal", signal, *match, check=False)
-        if done.returncode == 1:
+        """Send a signal to the processes called ``name`` on the host (``full``: match the whole command line).
+
+        Waits for those very processes (by PID) to exit: a service manager may start a new one of the same
+        name at once, so waiting for the name to disappear could wait forever.
+        """
+        targets = self.process_ids(host, name, full=full)
+        if not targets:
             raise LabError(f"no process {name!r} on {host}")
-        if done.returncode != 0:
-            raise LabError(f"pkill on {host} failed: {done.stderr.strip()}")
+        done = self.exec(host, "kill", "-s", signal, *sorted(targets), check=False)
+        if done.returncode != 0 and targets & self.process_ids(host, name, full=full):
+            raise LabError(f"kill on {host} failed: {done.stderr.strip()}")
         if signal in ("KILL", "9", "TERM", "15"):
-            wait_until(lambda: not self.process_running(host, name, full=full), deadline_s=wait_gone_s,
+            wait_until(lambda: not targets & self.process_ids(host, name, full=full), deadline_s=wait_gone_s,
                        what=f"{name} to exit on {host}", interval_s=0.2)
 
-    def process_running(self, host: str, name: str, *, full: bool = False) -> bool:
+    def process_ids(self, host: str, name: str, *, full: bool = False) -> set[str]:
         match = ["--full", name] if full else ["--exact", name]
-        return self.exec(host, "pgrep", *match, check=False).returncode == 0
+        return set(self.exec(host, "pgrep", *match, check=False).stdout.split())
 
     # ---- a fault for the length of a with-block, repaired even when the block fails ---------------------
     @contextmanager
