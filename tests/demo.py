@@ -59,7 +59,7 @@ def ping_every_host(lab):
 
 def deploy_site(lab):
     lab.run_playbook(REPO / "playbooks" / "site.yml", timeout=1800)
-    parts = "engines, models and aliases, load balancers" + (" and the virtual IP" if lab.vip else "")
+    parts = "engines, models and aliases, load balancers" + (", the virtual IP" if lab.vip else "") + " and monitoring"
     return "site.yml applied: " + parts
 
 
@@ -119,7 +119,7 @@ def print_summary(lab, steps, started, endpoint):
     for balancer in lab.group("loadbalancers"):
         print("HAProxy stats page:     http://%s:8404/stats" % lab.hosts[balancer].address)
     for monitor in lab.group("monitoring"):
-        print("Prometheus (if deployed): http://%s:9090   Alertmanager: http://%s:9093"
+        print("Prometheus:             http://%s:9090   Alertmanager: http://%s:9093"
               % ((lab.hosts[monitor].address,) * 2))
     print("inventory:              %s" % lab.inventory_path.relative_to(REPO))
     print("\nnot in the demo yet (their issues are open):")
