@@ -23,6 +23,7 @@ _unavailable_reason: list[str] = []
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "topology(*names): run only when the session's lab has one of these topologies")
     config.addinivalue_line("markers", "engine(*names): run only when the session's lab runs one of these engines")
+    config.addinivalue_line("markers", "takes_lab_down: runs after every other test of the session")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -40,6 +41,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if str(item.path).startswith(here):
             item.add_marker(pytest.mark.lab)
+    # A test that takes the session's lab down must run after every other module's tests, not after its own.
+    items.sort(key=lambda item: item.get_closest_marker("takes_lab_down") is not None)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

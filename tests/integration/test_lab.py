@@ -220,7 +220,8 @@ def test_the_cluster_reserves_a_free_virtual_ip_for_its_load_balancers(lab: Lab)
         assert f" {lab.vip}/" not in lab.exec(name, "ip", "-4", "-o", "addr", "show").stdout
 
 
-# Keep last: it takes the session's lab down (the fixture's own teardown then has nothing to do).
+# It takes the session's lab down (the fixture's own teardown then has nothing to do): conftest runs it last.
+@pytest.mark.takes_lab_down
 def test_down_leaves_no_lab_container_network_or_volume(lab: Lab) -> None:
     if lab_is_reused():
         pytest.skip("LAB_REUSE=1: the lab stays up")
