@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from lab import artifact_host
-from lab.paths import ANSIBLE_CFG_PATH, ARTIFACT_BUILD_DIR, INVENTORY_PATH, KEY_PATH
+from lab.paths import ANSIBLE_CFG_PATH, ARTIFACT_BUILD_DIR, INVENTORY_PATH, KEY_PATH, REPO_ROOT
 from lab.topology import INVENTORY_GROUPS, HostSpec, Topology
 from lab.vllm.inventory_vars import vllm_vars
 
@@ -45,6 +45,7 @@ LOADBALANCER_VARS = {
     "keepalived_virtual_ip": "{{ lab_vip | default('') }}",
 }
 ENGINE_PORTS = {"ollama": 11434, "vllm": 8000}
+EVAL_SUITES_DIR = REPO_ROOT / "tests" / "lab" / "evals"
 
 
 def ai_endpoint_url(topology: Topology) -> str:
@@ -66,6 +67,10 @@ def ollama_vars(tree: Path = ARTIFACT_BUILD_DIR) -> dict:
         "ollama_models": [{"name": "lab-chat:v1", "digest": digests["lab-chat:v1"]}],
         "ollama_model_aliases": {"assistant": "lab-chat:v1"},
         "lab_ollama_versions": list(artifact_host.ENGINE_VERSIONS),
+        # Rollouts (the rollout role): the suite a candidate for `assistant` must pass, and a gate budget that
+        # tells lab-chat:bad (time to first token 0.25 s) from the good versions (0.03 s and 0.015 s).
+        "ai_eval_suites": {"assistant": str(EVAL_SUITES_DIR / "lab-chat.yml")},
+        "rollout_gate_max_ttft_seconds": 0.15,
         "lab_model_digests": digests,
     }
 

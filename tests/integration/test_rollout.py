@@ -1,0 +1,119 @@
+"""upgrade_model.yml and rollback_model.yml on Ollama nodes under continuous load through the load balancers.
+
+The lab serves lab-chat:v1 as `assistant`; lab-chat:v2 is as good and faster; lab-chat:bad answers wrong and
+slowly (tests/lab/artifacts/models.py). The tests run in order, each starting where the previous one ended.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+import yaml
+from lab.paths import INVENTORY_PATH
+from lab.traffic import Traffic
+
+pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama")]
+
+RECORD = "/var/lib/namtech_ai/releases.json"
+
+
+def recap_changed(output):
+    recap = output.split("PLAY RECAP", 1)[-1]
+    return {host: int(count) for host, count in re.findall(r"^(\S+)\s*:.*?changed=(\d+)", recap, re.MULTILINE)}
+
+
+@pytest.fixture(scope="module")
+def rollout(deployed, tmp_path_factory):
+    """Run a rollout playbook with continuous streamed and non-streamed load on the clients' endpoint."""
+    lab = deployed
+    reports = tmp_path_factory.mktemp("reports")
+    balancer = lab.topology.vip or lab.hosts[lab.group("loadbalancers")[0]].address
+
+    def run(playbook, extra_vars, check=True):
+        with Traffic(f"http://{balancer}:11434", "mixed", workers=3) as load:
+            assert load.wait_for_answers(5, timeout=30)
+            done = lab.run_playbook(playbook, dict(extra_vars, rollout_reports_dir=str(reports)), check=check,
+                                    timeout=1200)
+            assert load.wait_for_answers(5, timeout=30)
+        return done, load
+
+    run.reports = reports
+    return run
+
+
+def alias_digests(lab):
+    """``{node: digest of assistant:latest}`` from every node's /api/tags."""
+    digests = {}
+    for node in lab.group("ai_nodes"):
+        models = httpx.get(f"http://{lab.hosts[node].address}:11434/api/tags", timeout=10).json()["models"]
+        digests[node] = {model["name"]: model["digest"] for model in models}["assistant:latest"]
+    return digests
+
+
+def records(lab):
+    return {node: json.loads(lab.ssh(node, f"cat {RECORD}").stdout)["aliases"]["assistant"]
+            for node in lab.group("ai_nodes")}
+
+
+def digest(lab, name):
+    inventory = yaml.safe_load(INVENTORY_PATH.read_text())
+    return inventory["all"]["children"]["ai_nodes"]["vars"]["lab_model_digests"][name]
+
+
+def test_upgrade_to_the_faster_version_fails_no_request(lab, rollout):
+    done, load = rollout("playbooks/upgrade_model.yml", {"rollout_model": "lab-chat:v2"})
+    assert load.failures == []
+    assert load.ok > 20
+    assert set(alias_digests(lab).values()) == {digest(lab, "lab-chat:v2")}
+    for node, record in records(lab).items():
+        assert record["current"]["model"] == "lab-chat:v2", node
+        assert record["previous"][0]["model"] == "lab-chat:v1", node
+        assert record["previous"][0]["digest"] == digest(lab, "lab-chat:v1"), node
+    report = json.loads(sorted(rollout.reports.glob("rollout-*.json"))[-1].read_text())
+    assert [node["status"] for node in report["nodes"]] == ["upgraded"] * len(lab.group("ai_nodes"))
+    assert report["evaluation"]["passed"] is True
+    assert "| node | status | before | after | gate | seconds |" in done.stdout
+
+
+def test_a_second_upgrade_run_changes_nothing(lab, rollout):
+    done, load = rollout("playbooks/upgrade_model.yml", {"rollout_model": "lab-chat:v2"})
+    assert load.failures == []
+    assert set(recap_changed(done.stdout).values()) == {0}
+
+
+def test_the_evaluation_rejects_the_bad_version_before_any_node_changes(lab, rollout):
+    before = records(lab)
+    done, load = rollout("playbooks/upgrade_model.yml", {"rollout_model": "lab-chat:bad"}, check=False)
+    assert done.returncode != 0
+    assert "The evaluation rejected lab-chat:bad; no production node changed." in done.stdout
+    assert load.failures == []
+    assert set(alias_digests(lab).values()) == {digest(lab, "lab-chat:v2")}
+    assert {node: record["current"] for node, record in records(lab).items()} == \
+        {node: record["current"] for node, record in before.items()}
+
+
+def test_without_evaluation_the_first_gate_fails_and_the_node_rolls_back(lab, rollout):
+    first, *others = lab.group("ai_nodes")
+    done, load = rollout("playbooks/upgrade_model.yml", {"rollout_model": "lab-chat:bad", "rollout_skip_eval": True},
+                         check=False)
+    assert done.returncode != 0
+    assert f"{first} failed during the swap to lab-chat:bad (Health gate:" in done.stdout
+    assert load.failures == []
+    assert set(alias_digests(lab).values()) == {digest(lab, "lab-chat:v2")}
+    now = records(lab)
+    assert all(now[node]["current"]["model"] == "lab-chat:v2" for node in lab.group("ai_nodes"))
+    assert all(record["model"] != "lab-chat:bad" for node in others for record in now[node]["previous"])
+    report = json.loads(sorted(rollout.reports.glob("rollout-*.json"))[-1].read_text())
+    assert [(node["node"], node["status"]) for node in report["nodes"]] == [(first, "rolled back after a failed swap")]
+
+
+def test_rollback_returns_every_node_to_the_previous_version(lab, rollout):
+    done, load = rollout("playbooks/rollback_model.yml", {})
+    assert load.failures == []
+    assert "rolled back" in done.stdout
+    assert set(alias_digests(lab).values()) == {digest(lab, "lab-chat:v1")}
+    for node, record in records(lab).items():
+        assert record["current"]["model"] == "lab-chat:v1", node
