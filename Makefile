@@ -21,8 +21,10 @@ export PYTHONPATH := $(CURDIR)/tests:$(CURDIR)/bench:$(CURDIR)/$(BUILD)
 export ANSIBLE_NOCOLOR := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
+# postgresql-15: pg_dump/pg_restore and throwaway test clusters (no main cluster is created, see below);
+# chromium: renders the TCO report headless in a test.
 DEBIAN_PACKAGES := python3-venv git openssl shellcheck haproxy prometheus prometheus-alertmanager podman runc debootstrap netavark aardvark-dns iptables e2fsprogs \
-	iproute2 openssh-client
+	iproute2 openssh-client postgresql-15 chromium
 
 .PHONY: help bootstrap debian-packages venv collection-link test lint ruff ansible-lint sanity argspec unit \
 	integration demo build lab-up lab-down lab-status requirements clean bench-lb bench-failover
@@ -44,6 +46,9 @@ debian-packages:
 	if [ -n "$$missing" ]; then \
 		echo "== installing Debian packages:" $$missing; \
 		if [ "$$(id -u)" != 0 ]; then echo "run as root to install: $$missing" >&2; exit 1; fi; \
+		mkdir -p /etc/postgresql-common/createcluster.d; \
+		[ -e /etc/postgresql-common/createcluster.d/namtech.conf ] || [ -d /etc/postgresql/15/main ] || \
+			echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/namtech.conf; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
