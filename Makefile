@@ -27,7 +27,7 @@ DEBIAN_PACKAGES := python3-venv git openssl shellcheck haproxy prometheus promet
 	iproute2 openssh-client postgresql-15 chromium
 
 .PHONY: help bootstrap debian-packages venv collection-link test lint ruff ansible-lint sanity argspec unit \
-	integration demo build lab-up lab-down lab-status requirements clean bench-lb bench-failover
+	integration demo build lab-up lab-down lab-status requirements clean bench-lb bench-failover bench-rollout
 
 help:
 	@echo "make demo       the main job: a lab AI cluster deployed, with a summary (TOPOLOGY=box|pro|cluster)"
@@ -37,6 +37,7 @@ help:
 	@echo "make lab-up     start the lab (TOPOLOGY=$(TOPOLOGY) ENGINE=$(ENGINE)); make lab-status, make lab-down"
 	@echo "make build      the collection tarball"
 	@echo "make bench-lb   latency through the LB vs direct; make bench-failover: VIP failover (deployed lab)"
+	@echo "make bench-rollout  model rollout under load: failed requests, latency, time vs naive, recovery (deployed lab)"
 
 bootstrap: debian-packages venv collection-link
 
@@ -125,6 +126,9 @@ bench-lb: venv
 
 bench-failover: venv
 	$(BIN)/python bench/lb_failover.py
+
+bench-rollout: venv collection-link
+	$(BIN)/python bench/rollout.py
 
 clean:
 	rm -rf $(BUILD) tests/output .pytest_cache .ruff_cache

@@ -22,7 +22,7 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import 
 
 REPO = Path(__file__).resolve().parent.parent
 NOT_BUILT_YET = [
-    "model upgrade with evaluation, health gates and automatic rollback (issue 7)",
+    "model rollouts on vLLM nodes (issue 7: the demo's rollouts run on Ollama nodes)",
     "backup and verified restore of the vector DB, config and models (issue 8)",
     "TCO report (issue 9)",
     "llm_exporter, Grafana dashboards and central logs (issue 6, in part)",
@@ -87,6 +87,44 @@ def drain_and_return_a_node(lab, endpoint):
         node, load.ok, len(load.failures))
 
 
+def run_rollout(lab, reports, playbook, extra_vars):
+    """Run a rollout playbook; return (it succeeded, the outcome line of its newest report)."""
+    done = lab.run_playbook(REPO / "playbooks" / playbook, dict(extra_vars, rollout_reports_dir=str(reports)),
+                            check=False, timeout=1800)
+    newest = max(reports.glob("rollout-*.md"), key=lambda path: path.stat().st_mtime, default=None)
+    print("\n".join("      " + line for line in (newest.read_text().splitlines() if newest else [])))
+    return done.returncode == 0, newest
+
+
+def upgrade_to_the_faster_version(lab, reports):
+    passed, report = run_rollout(lab, reports, "upgrade_model.yml", {"rollout_model": "lab-chat:v2"})
+    if not passed:
+        raise LabError("upgrade_model.yml failed; see %s" % report)
+    return "lab-chat:v1 -> lab-chat:v2 on every node, evaluated on a canary first, node by node behind the LB"
+
+
+def try_the_bad_version(lab, reports):
+    passed, _ = run_rollout(lab, reports, "upgrade_model.yml", {"rollout_model": "lab-chat:bad"})
+    if passed:
+        raise LabError("upgrade_model.yml accepted lab-chat:bad")
+    return "lab-chat:bad rejected by the evaluation (wrong answers, slower); no node changed"
+
+
+def skip_the_evaluation_and_let_the_gate_catch_it(lab, reports):
+    passed, _ = run_rollout(lab, reports, "upgrade_model.yml",
+                            {"rollout_model": "lab-chat:bad", "rollout_skip_eval": True})
+    if passed:
+        raise LabError("the health gate let lab-chat:bad through")
+    return "evaluation skipped on purpose: the first node's health gate failed, it rolled back, the run stopped"
+
+
+def roll_back(lab, reports):
+    passed, report = run_rollout(lab, reports, "rollback_model.yml", {})
+    if not passed:
+        raise LabError("rollback_model.yml failed; see %s" % report)
+    return "every node back on lab-chat:v1 from its own disk (no download)"
+
+
 def vip_holder(lab):
     for balancer in lab.group("loadbalancers"):
         if (" %s/" % lab.vip) in lab.exec(balancer, "ip", "-4", "-o", "addr", "show", check=False).stdout:
@@ -109,13 +147,17 @@ def fail_over_the_load_balancer(lab, endpoint):
         first, vip_holder(lab), moved, len(load.failures), load.sent)
 
 
-def print_summary(lab, steps, started, endpoint):
+def print_summary(lab, steps, started, endpoint, *, load, reports):
     print("\n" + "=" * 78)
     elapsed = time.monotonic() - started
     print("SUMMARY (%s lab, %s engine, %.0fs)" % (lab.topology.name, lab.topology.engine, elapsed))
     for title, outcome, _seconds in steps.results:
         print("  - %s: %s" % (title, outcome))
-    print("\nendpoint clients use:  %s" % endpoint)
+    if load is not None:
+        print("\nsteady load through %s from deployment to the end (failover excepted): %d requests, %d failed"
+              % (endpoint, load.sent, len(load.failures)))
+    print("reports:                %s" % reports.relative_to(REPO))
+    print("endpoint clients use:   %s" % endpoint)
     for balancer in lab.group("loadbalancers"):
         print("HAProxy stats page:     http://%s:8404/stats" % lab.hosts[balancer].address)
     for monitor in lab.group("monitoring"):
@@ -139,14 +181,24 @@ def main(argv=None):
     started = time.monotonic()
     lab = Lab(load_topology(args.topology, args.engine))
     steps = Steps()
+    reports = REPO / "reports" / time.strftime("demo-%Y%m%dT%H%M%SZ", time.gmtime())
+    reports.mkdir(parents=True)
+    load = None
     try:
         steps.run("bring up the lab (%s)" % args.topology, lambda: bring_up(lab))
         steps.run("reach every host with Ansible", lambda: ping_every_host(lab))
         steps.run("deploy site.yml", lambda: deploy_site(lab))
         endpoint = ai_endpoint_url(lab.topology)
         steps.run("ask every AI node what it serves", lambda: what_every_node_serves(lab))
-        if lab.group("loadbalancers") and len(lab.group("ai_nodes")) > 1:
-            steps.run("take a node out and back under load", lambda: drain_and_return_a_node(lab, endpoint))
+        with Traffic(endpoint, "mixed", workers=2) as load:
+            print("\n   a steady load (streamed and non-streamed generations) now runs through %s" % endpoint)
+            if lab.group("loadbalancers") and len(lab.group("ai_nodes")) > 1:
+                steps.run("take a node out and back under load", lambda: drain_and_return_a_node(lab, endpoint))
+            steps.run("upgrade the model, evaluated and gated", lambda: upgrade_to_the_faster_version(lab, reports))
+            steps.run("try a bad model version", lambda: try_the_bad_version(lab, reports))
+            steps.run("skip the evaluation: the health gate rolls back",
+                      lambda: skip_the_evaluation_and_let_the_gate_catch_it(lab, reports))
+            steps.run("roll back to the previous version", lambda: roll_back(lab, reports))
         if lab.vip:
             steps.run("fail over the load balancer", lambda: fail_over_the_load_balancer(lab, endpoint))
     except LabUnavailable as exc:
@@ -155,8 +207,8 @@ def main(argv=None):
     except (LabError, ApiError) as exc:
         print("\ndemo failed: %s" % exc, file=sys.stderr)
         return 1
-    print_summary(lab, steps, started, endpoint)
-    return 0
+    print_summary(lab, steps, started, endpoint, load=load, reports=reports)
+    return 0 if load is None or not load.failures else 1
 
 
 if __name__ == "__main__":

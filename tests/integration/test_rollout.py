@@ -117,3 +117,45 @@ def test_rollback_returns_every_node_to_the_previous_version(lab, rollout):
     assert set(alias_digests(lab).values()) == {digest(lab, "lab-chat:v1")}
     for node, record in records(lab).items():
         assert record["current"]["model"] == "lab-chat:v1", node
+
+
+def test_a_hand_made_alias_change_stops_the_next_rollout_before_it_starts(lab, rollout):
+    node = lab.group("ai_nodes")[-1]
+    repoint = f"url=http://{lab.hosts[node].address}:11434 name=assistant copy_from=%s"
+    lab.ansible(node, "namtech.internal_ai.ollama_model", repoint % "lab-chat:v2")
+    try:
+        done, load = rollout("playbooks/upgrade_model.yml", {"rollout_model": "lab-chat:v2"}, check=False)
+    finally:
+        lab.ansible(node, "namtech.internal_ai.ollama_model", repoint % "lab-chat:v1")
+    assert done.returncode != 0
+    assert f"Nothing changed. Unhealthy nodes: {node}: health gate failed for assistant" in done.stdout
+    assert load.failures == []
+    assert set(alias_digests(lab).values()) == {digest(lab, "lab-chat:v1")}
+
+
+def engine_versions(lab):
+    return {node: httpx.get(f"http://{lab.hosts[node].address}:11434/api/version", timeout=10).json()["version"]
+            for node in lab.group("ai_nodes")}
+
+
+def test_engine_upgrade_and_back_fails_no_request(lab, rollout):
+    installed = set(engine_versions(lab).values())
+    (other,) = {"0.12.5-lab", "0.12.6-lab"} - installed
+    done, load = rollout("playbooks/upgrade_engine.yml", {"rollout_engine_version": other})
+    assert load.failures == []
+    assert "engine upgraded" in done.stdout
+    assert set(engine_versions(lab).values()) == {other}
+    assert set(alias_digests(lab).values()) == {digest(lab, "lab-chat:v1")}
+    _, load = rollout("playbooks/upgrade_engine.yml", {"rollout_engine_version": next(iter(installed))})
+    assert load.failures == []
+    assert set(engine_versions(lab).values()) == installed
+
+
+def test_an_engine_version_that_cannot_be_installed_stops_on_the_first_node(lab, rollout):
+    before = engine_versions(lab)
+    first = lab.group("ai_nodes")[0]
+    done, load = rollout("playbooks/upgrade_engine.yml", {"rollout_engine_version": "9.9.9-missing"}, check=False)
+    assert done.returncode != 0
+    assert f"{first} failed during the upgrade to Ollama 9.9.9-missing" in done.stdout
+    assert load.failures == []
+    assert engine_versions(lab) == before

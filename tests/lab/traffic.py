@@ -40,13 +40,15 @@ class Traffic:
 
     ``kind`` is ``tags`` (GET /api/tags), ``generate`` or ``mixed`` (workers alternate non-streamed and
     streamed generations of the ``assistant`` alias). With ``fresh_connections`` every request opens a new
-    connection, as most short-lived clients do. ``failures`` holds ``(monotonic time, what went wrong)``.
+    connection, as most short-lived clients do. ``failures`` holds ``(monotonic time, what went wrong)``,
+    ``latencies`` ``(monotonic time at the end, seconds)`` of every whole answer.
     """
 
     def __init__(self, url, kind="tags", *, workers=1, rate=None, fresh_connections=False, timeout=30.0):
         self.url = url
         self.ok = 0
         self.failures = []
+        self.latencies = []
         self._senders = REQUESTS[kind]
         self._interval = 1.0 / rate if rate else 0.0
         self._fresh = fresh_connections
@@ -60,16 +62,18 @@ class Traffic:
     def sent(self):
         return self.ok + len(self.failures)
 
-    def _record(self, passed, problem=None):
+    def _record(self, passed, problem=None, seconds=0.0):
         with self._lock:
             if passed:
                 self.ok += 1
+                self.latencies.append((time.monotonic(), seconds))
             else:
                 self.failures.append((time.monotonic(), problem or "incomplete answer"))
 
     def _send(self, client, sender):
+        started = time.monotonic()
         try:
-            self._record(sender(client, self.url))
+            self._record(sender(client, self.url), seconds=time.monotonic() - started)
         except (httpx.HTTPError, ValueError) as exc:
             self._record(False, repr(exc))
 
