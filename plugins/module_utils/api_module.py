@@ -51,17 +51,21 @@ def check_connection_params(module):
         module.fail_json(msg="retries must be between 0 and 10 (got %d)" % params["retries"])
 
 
-def http_client_from_module(module):
-    """An ``HttpClient`` built from the module's connection options; fails the module on bad options."""
+def http_client_from_module(module, url=None, read_timeout=None):
+    """An ``HttpClient`` built from the module's connection options; fails the module on bad options.
+
+    ``url`` and ``read_timeout``, when given, stand in for the module's ``url`` and ``timeout``: a second server
+    reached with the same options, or a shorter wait than the module's.
+    """
     if not HAS_HTTPX:
         module.fail_json(msg=missing_required_lib("httpx"), exception=HTTPX_IMPORT_ERROR)
     check_connection_params(module)
     params = module.params
     try:
         return HttpClient(
-            params["url"],
+            params["url"] if url is None else url,
             connect_timeout=params["connect_timeout"],
-            read_timeout=params["timeout"],
+            read_timeout=params["timeout"] if read_timeout is None else read_timeout,
             retries=params["retries"],
             validate_certs=params["validate_certs"],
             ca_path=params["ca_path"],

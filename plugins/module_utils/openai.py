@@ -24,6 +24,18 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 MODEL_FIELDS = ("id", "object", "created", "owned_by", "root", "parent", "max_model_len")
 
 
+def v1_suffix_error(name, url):
+    """What is wrong with option ``name`` when its ``url`` ends in /v1, as OpenAI clients want it; None otherwise
+    (also when ``url`` is not set).
+
+    The client adds /v1 to the API routes itself, and /health, /version and /metrics are outside it.
+    """
+    root = (url or "").rstrip("/")
+    if not root.endswith("/v1"):
+        return None
+    return "%s must be the server root without /v1 (got %s); try %s" % (name, url, root[: -len("/v1")])
+
+
 class OpenAIClient:
     """Methods raise ``ApiError`` subclasses from ``http`` on any failure."""
 

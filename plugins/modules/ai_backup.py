@@ -17,6 +17,9 @@ description:
     models, and the collection version.
   - Everything streams through a bounded buffer, so memory does not grow with the size of the backup.
     Dumps and snapshots, and parts bound for S3, pass through a scratch directory (O(work_dir)).
+  - In a local directory (O(destination.path)) parts are written in place and published by renaming their
+    directory. Parts for S3 (O(destination.s3)) are spooled to O(work_dir), uploaded (multipart above
+    O(destination.s3.part_size_mb)) and checked (size and sha256 metadata) before the manifest is written.
   - A backup becomes visible only when complete. The manifest is written after every part is stored
     and verified, then the C(latest) pointer is updated. A failed run removes what it stored and leaves
     C(latest) as it was; a part left behind (storage unreachable) has no manifest, so restore ignores it
@@ -164,106 +167,6 @@ options:
             failed, after the services are started again.
         type: list
         elements: str
-  destination:
-    description:
-      - Where backups are stored. Exactly one of O(destination.path) and O(destination.s3).
-    type: dict
-    required: true
-    suboptions:
-      path:
-        description:
-          - A local directory (a mounted NAS share works). Parts are written in place and published by renaming
-            their directory.
-        type: path
-      s3:
-        description:
-          - An S3-compatible bucket (AWS S3, MinIO, Ceph RGW) through boto3. Parts are spooled to O(work_dir),
-            uploaded (multipart above O(destination.s3.part_size_mb)) and checked (size and sha256 metadata)
-            before the manifest is written.
-        type: dict
-        suboptions:
-          bucket:
-            description: The bucket, which must exist.
-            type: str
-            required: true
-          prefix:
-            description: A key prefix for the backups in the bucket.
-            type: str
-            default: ""
-          endpoint_url:
-            description:
-              - The S3 endpoint for MinIO or Ceph, for example V(https://minio.example.com:9000); AWS when not set.
-            type: str
-          region:
-            description: The region (AWS), for example V(eu-central-1).
-            type: str
-          access_key:
-            description: The access key id; boto3's usual sources (environment, instance profile) when not set.
-            type: str
-            aliases: [aws_access_key_id]
-          secret_key:
-            description: The secret access key. Never logged.
-            type: str
-            aliases: [aws_secret_access_key]
-          session_token:
-            description: A session token for temporary credentials. Never logged.
-            type: str
-          addressing_style:
-            description: V(path) puts the bucket in the path (MinIO, Ceph), V(virtual) in the host name.
-            type: str
-            choices: [auto, path, virtual]
-            default: auto
-          part_size_mb:
-            description:
-              - Size of each multipart upload part in MiB (at least 5). Memory and temporary disk per upload are
-                bounded by it and O(destination.s3.max_concurrency).
-            type: int
-            default: 64
-          max_concurrency:
-            description: How many multipart parts are uploaded at once.
-            type: int
-            default: 2
-          sse:
-            description: Server-side encryption of the stored objects.
-            type: str
-            choices: [AES256, "aws:kms"]
-          sse_kms_key_id:
-            description: The KMS key for O(destination.s3.sse=aws:kms).
-            type: str
-          storage_class:
-            description: The storage class of the stored objects, for example V(STANDARD_IA).
-            type: str
-          request_checksum_calculation:
-            description:
-              - botocore's request checksum setting. V(when_required) works with MinIO and Ceph, which do not accept
-                every checksum newer botocore sends by default.
-            type: str
-            choices: [when_supported, when_required]
-            default: when_required
-          response_checksum_validation:
-            description: botocore's response checksum setting.
-            type: str
-            choices: [when_supported, when_required]
-            default: when_required
-          validate_certs:
-            description: Verify the endpoint's TLS certificate.
-            type: bool
-            default: true
-          ca_path:
-            description: PEM bundle of the CA that signed the endpoint's certificate.
-            type: path
-          connect_timeout:
-            description: Seconds to wait for a connection.
-            type: float
-            default: 10.0
-          read_timeout:
-            description: Seconds to wait for each answer.
-            type: float
-            default: 60.0
-          retries:
-            description: How many times botocore retries a failed request.
-            type: int
-            default: 2
   split_size_mb:
     description:
       - The largest part of the archive, in MiB. Bounds the scratch space an S3 upload needs.
@@ -341,12 +244,12 @@ attributes:
     description: Runs on the node that holds the data (Linux).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - namtech.internal_ai.backup_destination
 notes:
   - The module runs where the data is (the node). C(pg_dump) and C(systemctl) run as argument lists, never
     through a shell.
   - Needs boto3 for an S3 destination, cryptography for O(encryption_key), httpx for qdrant and O(engine_url).
 requirements:
-  - boto3 (S3 destination)
   - cryptography (encryption)
   - httpx (qdrant, engine_url)
 seealso:
@@ -495,7 +398,7 @@ latest:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.common import BackupError, module_runner
+from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.common import exit_with_result, module_runner
 from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.manifest import COLLECTION_VERSION
 from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.options import (
     check_libraries,
@@ -589,13 +492,7 @@ def run(module, job):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     check_libraries(module, module.params["destination"], module.params["encryption_key"])
-    try:
-        result = run(module, job_from_params(module))
-    except BackupError as exc:
-        module.fail_json(msg=str(exc))
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    exit_with_result(module, lambda: run(module, job_from_params(module)))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ description:
   - Before anything outside its scratch directory is written, the module checks the manifest, the sha256 and
     size of every part, and the encryption key. A damaged backup or a wrong key fails with nothing changed.
     While staging, every file is checked against its own sha256 from the manifest.
+  - Parts in a local directory (O(destination.path)) are read in place. Parts in S3 (O(destination.s3)) are
+    downloaded to O(work_dir) and checked there.
   - Compares the backup with what is in place first and changes only what differs, so a second run reports
     no change. Check mode is the dry run; it lists what would change (RV(changes)).
   - V(directory) sources are restored whole into a sibling directory that is then swapped in by rename, so a
@@ -142,105 +144,6 @@ options:
           - Where to put a full (storage) snapshot. Qdrant recovers those only when it starts
             (C(qdrant --storage-snapshot FILE)), so the module copies the file there.
         type: path
-  destination:
-    description:
-      - Where the backups are, as O(namtech.internal_ai.ai_backup#module:destination) gave it. Exactly one of
-        O(destination.path) and O(destination.s3).
-    type: dict
-    required: true
-    suboptions:
-      path:
-        description:
-          - A local directory (a mounted NAS share works). Parts are read in place.
-        type: path
-      s3:
-        description:
-          - An S3-compatible bucket (AWS S3, MinIO, Ceph RGW) through boto3. Parts are downloaded to O(work_dir)
-            and checked there.
-        type: dict
-        suboptions:
-          bucket:
-            description: The bucket, which must exist.
-            type: str
-            required: true
-          prefix:
-            description: A key prefix for the backups in the bucket.
-            type: str
-            default: ""
-          endpoint_url:
-            description:
-              - The S3 endpoint for MinIO or Ceph, for example V(https://minio.example.com:9000); AWS when not set.
-            type: str
-          region:
-            description: The region (AWS), for example V(eu-central-1).
-            type: str
-          access_key:
-            description: The access key id; boto3's usual sources (environment, instance profile) when not set.
-            type: str
-            aliases: [aws_access_key_id]
-          secret_key:
-            description: The secret access key. Never logged.
-            type: str
-            aliases: [aws_secret_access_key]
-          session_token:
-            description: A session token for temporary credentials. Never logged.
-            type: str
-          addressing_style:
-            description: V(path) puts the bucket in the path (MinIO, Ceph), V(virtual) in the host name.
-            type: str
-            choices: [auto, path, virtual]
-            default: auto
-          part_size_mb:
-            description:
-              - Size of each multipart upload part in MiB (at least 5). Memory and temporary disk per upload are
-                bounded by it and O(destination.s3.max_concurrency).
-            type: int
-            default: 64
-          max_concurrency:
-            description: How many multipart parts are uploaded at once.
-            type: int
-            default: 2
-          sse:
-            description: Server-side encryption of the stored objects.
-            type: str
-            choices: [AES256, "aws:kms"]
-          sse_kms_key_id:
-            description: The KMS key for O(destination.s3.sse=aws:kms).
-            type: str
-          storage_class:
-            description: The storage class of the stored objects, for example V(STANDARD_IA).
-            type: str
-          request_checksum_calculation:
-            description:
-              - botocore's request checksum setting. V(when_required) works with MinIO and Ceph, which do not accept
-                every checksum newer botocore sends by default.
-            type: str
-            choices: [when_supported, when_required]
-            default: when_required
-          response_checksum_validation:
-            description: botocore's response checksum setting.
-            type: str
-            choices: [when_supported, when_required]
-            default: when_required
-          validate_certs:
-            description: Verify the endpoint's TLS certificate.
-            type: bool
-            default: true
-          ca_path:
-            description: PEM bundle of the CA that signed the endpoint's certificate.
-            type: path
-          connect_timeout:
-            description: Seconds to wait for a connection.
-            type: float
-            default: 10.0
-          read_timeout:
-            description: Seconds to wait for each answer.
-            type: float
-            default: 60.0
-          retries:
-            description: How many times botocore retries a failed request.
-            type: int
-            default: 2
 attributes:
   check_mode:
     support: full
@@ -254,12 +157,12 @@ attributes:
     description: Runs on the node the data goes back to (Linux).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - namtech.internal_ai.backup_destination
 notes:
   - A restore of V(directory) and V(config) sources should run with the services that use them stopped.
   - Needs boto3 for an S3 destination, cryptography for an encrypted backup, httpx for qdrant, and the
     PostgreSQL client programs for postgres.
 requirements:
-  - boto3 (S3 destination)
   - cryptography (encrypted backups)
   - httpx (qdrant)
 seealso:
@@ -348,7 +251,7 @@ restored:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.common import BackupError, module_runner
+from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.common import exit_with_result, module_runner
 from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.options import (
     check_libraries,
     destination_spec,
@@ -410,16 +313,16 @@ def main():
     for name, path in (params["directory_paths"] or {}).items():
         if not isinstance(path, str) or not path.startswith("/"):
             module.fail_json(msg="directory_paths.%s must be an absolute path (got %r)" % (name, path))
-    job = RestoreJob(name=params["name"], destination=params["destination"], backup=params["backup"],
-                     sources=params["sources"], encryption_key=params["encryption_key"], work_dir=params["work_dir"],
-                     targets=targets_from_params(params), run_command=module_runner(module))
-    try:
-        result = run_restore(job, check_mode=module.check_mode)
-    except BackupError as exc:
-        module.fail_json(msg=str(exc))
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+
+    def restore():
+        # Built here so that an invalid name or target fails the module with its sentence, not a traceback.
+        job = RestoreJob(name=params["name"], destination=params["destination"], backup=params["backup"],
+                         sources=params["sources"], encryption_key=params["encryption_key"],
+                         work_dir=params["work_dir"], targets=targets_from_params(params),
+                         run_command=module_runner(module))
+        return run_restore(job, check_mode=module.check_mode)
+
+    exit_with_result(module, restore)
 
 
 if __name__ == "__main__":

@@ -315,7 +315,6 @@ report:
 import contextlib
 import json
 import os
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -347,11 +346,12 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.evaluation imp
     render_markdown,
     report_basename,
 )
+from ansible_collections.namtech.internal_ai.plugins.module_utils.files import write_atomically
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import ApiError
 from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import DEFAULT_URL as OLLAMA_URL
 from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import OllamaClient
 from ansible_collections.namtech.internal_ai.plugins.module_utils.openai import DEFAULT_URL as OPENAI_URL
-from ansible_collections.namtech.internal_ai.plugins.module_utils.openai import OpenAIClient
+from ansible_collections.namtech.internal_ai.plugins.module_utils.openai import OpenAIClient, v1_suffix_error
 
 ENGINES = {"ollama": (OLLAMA_URL, OllamaClient, OllamaTarget), "openai": (OPENAI_URL, OpenAIClient, OpenAITarget)}
 THRESHOLD_OPTIONS = ("min_score", "max_score_drop", "max_latency_ratio", "max_ttft_ratio")
@@ -372,11 +372,11 @@ def check_params(module):
         module.fail_json(msg="repetitions must be at least 1 (got %d)" % params["repetitions"])
     if params["concurrency"] is not None and not 1 <= params["concurrency"] <= MAX_CONCURRENCY:
         module.fail_json(msg="concurrency must be between 1 and %d (got %d)" % (MAX_CONCURRENCY, params["concurrency"]))
-    for name in ("url", "baseline_url"):
-        url = params[name]
-        if params["engine"] == "openai" and url and url.rstrip("/").endswith("/v1"):
-            module.fail_json(msg="%s must be the server root without /v1 (got %s); try %s"
-                                 % (name, url, url.rstrip("/")[: -len("/v1")]))
+    if params["engine"] == "openai":
+        for name in ("url", "baseline_url"):
+            message = v1_suffix_error(name, params[name])
+            if message:
+                module.fail_json(msg=message)
 
 
 def read_suite(module):
@@ -392,26 +392,18 @@ def read_suite(module):
     return suite
 
 
-class ConnectionOptions:
-    """The module's connection options for one server: http_client_from_module reads ``params`` and ``fail_json``."""
-
-    def __init__(self, module, url, timeout):
-        self.params = dict(module.params, url=url, timeout=timeout)
-        self.fail_json = module.fail_json
-
-
 def open_targets(module, stack, suite):
     """``{"candidate": target, "baseline": target}`` (without a baseline model, only the candidate)."""
     params = module.params
     default_url, client_class, target_class = ENGINES[params["engine"]]
     url = params["url"] or default_url
     timeout = min(params["timeout"], suite.defaults["timeout"])
-    http = stack.enter_context(http_client_from_module(ConnectionOptions(module, url, timeout)))
+    http = stack.enter_context(http_client_from_module(module, url=url, read_timeout=timeout))
     targets = {"candidate": target_class(client_class(http), params["model"])}
     if params["baseline_model"]:
         baseline_url = params["baseline_url"] or url
         if baseline_url != url:
-            http = stack.enter_context(http_client_from_module(ConnectionOptions(module, baseline_url, timeout)))
+            http = stack.enter_context(http_client_from_module(module, url=baseline_url, read_timeout=timeout))
         targets["baseline"] = target_class(client_class(http), params["baseline_model"])
     return targets
 
@@ -454,16 +446,11 @@ def baseline_from_file(module, suite):
         module.fail_json(msg=str(exc))
 
 
-def write_atomically(module, directory, name, text):
+def write_report(module, directory, name, text):
     path = os.path.join(directory, name)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % name, suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        module.atomic_move(temporary, path)
+        write_atomically(path, text, move=module.atomic_move)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
         module.fail_json(msg="cannot write the report %s: %s. Check that the directory is writable" % (path, exc))
     return path
 
@@ -477,8 +464,8 @@ def write_reports(module, result, started):
     base = report_basename(result["suite"], result["model"], started)
     document = json.dumps(result, indent=2, sort_keys=True) + "\n"
     return {
-        "json": write_atomically(module, directory, base + ".json", document),
-        "markdown": write_atomically(module, directory, base + ".md", render_markdown(result)),
+        "json": write_report(module, directory, base + ".json", document),
+        "markdown": write_report(module, directory, base + ".md", render_markdown(result)),
     }
 
 

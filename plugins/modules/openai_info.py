@@ -145,7 +145,11 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.api_module imp
     http_client_from_module,
 )
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import ApiError
-from ansible_collections.namtech.internal_ai.plugins.module_utils.openai import DEFAULT_URL, OpenAIClient
+from ansible_collections.namtech.internal_ai.plugins.module_utils.openai import (
+    DEFAULT_URL,
+    OpenAIClient,
+    v1_suffix_error,
+)
 from ansible_collections.namtech.internal_ai.plugins.module_utils.prometheus_text import select_families
 
 GATHER_CHOICES = ["health", "version", "models", "metrics"]
@@ -193,9 +197,9 @@ def main():
         supports_check_mode=True,
     )
     url = module.params["url"]
-    if url.rstrip("/").endswith("/v1"):
-        module.fail_json(msg="url must be the server root without /v1 (got %s); try %s"
-                         % (url, url.rstrip("/")[: -len("/v1")]))
+    message = v1_suffix_error("url", url)
+    if message:
+        module.fail_json(msg=message)
     result = dict(changed=False, url=url)
     with http_client_from_module(module) as http:
         try:

@@ -71,7 +71,7 @@ options:
     type: list
     elements: dict
     default: []
-    suboptions:
+    suboptions: &fixed_cost
       name:
         description: What the cost is.
         type: str
@@ -135,18 +135,7 @@ options:
         description: Its fixed costs, as O(fixed_costs_per_month); the current ones when not given.
         type: list
         elements: dict
-        suboptions:
-          name:
-            description: What the cost is.
-            type: str
-            required: true
-          amount:
-            description: The amount per month.
-            type: float
-            required: true
-          currency:
-            description: Its currency, O(currency) when not given.
-            type: str
+        suboptions: *fixed_cost
   cloud_prices:
     description:
       - The cloud prices to compare with, as the user reads them from the providers' price lists.
@@ -406,10 +395,8 @@ files:
     - /srv/reports/tco/tco-2026-07-01.html
 """
 
-import contextlib
 import json
 import os
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -421,6 +408,7 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.api_module imp
     fail_with_api_error,
     http_client_from_module,
 )
+from ansible_collections.namtech.internal_ai.plugins.module_utils.files import write_atomically
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import ApiError
 from ansible_collections.namtech.internal_ai.plugins.module_utils.tco import (
     DEFAULT_COVERAGE_QUERY,
@@ -618,17 +606,10 @@ def previous_generated_at(paths):
     return previous.get("generated_at") if isinstance(previous, dict) else None
 
 
-def write_atomically(module, path, text):
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".tmp")
+def write_report(module, path, text):
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        module.atomic_move(temporary, path)
+        write_atomically(path, text, mode=0o644, move=module.atomic_move)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
         module.fail_json(msg="cannot write the report %s: %s. Check that report_dir is writable" % (path, exc))
 
 
@@ -652,7 +633,7 @@ def write_reports(module, report, make_report):
             module.fail_json(msg="cannot create report_dir %s: %s. Give a directory the controller user can write"
                              % (directory, exc))
         for kind in ("json", "md", "html"):
-            write_atomically(module, paths[kind], texts[kind])
+            write_report(module, paths[kind], texts[kind])
     return report, True, paths, diff
 
 

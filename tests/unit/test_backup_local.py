@@ -439,3 +439,10 @@ def test_a_service_that_does_not_start_again_fails_the_task_after_the_backup_is_
     backup_id = (node["backups"] / "node1" / "latest").read_text().strip()
     assert result["msg"] == ("backup %s was stored, but: starting chroma again after the backup failed (systemctl "
                              "exited with 1): Job for chroma.service failed.; start it by hand" % backup_id)
+
+
+def test_an_invalid_backup_name_fails_restore_with_a_sentence(node, run_module):
+    result = run_module(ai_restore, {"name": "../etc", "destination": {"path": str(node["backups"])}})
+    assert result["failed"] is True
+    assert "backup name" in result["msg"]
+    assert "Traceback" not in result.get("module_stderr", "")

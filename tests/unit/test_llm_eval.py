@@ -5,62 +5,32 @@ One engine serves the whole module (pulling takes a moment); each test starts wi
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import pathlib
 import re
 
 import pytest
-from lab.artifacts.build import build_artifact_tree
-from lab.artifacts.server import ArtifactServer
-from lab.engine.core import Engine, EngineConfig
-from lab.engine.faults import Faults
-from lab.engine.server import EngineServer
 from loopback import free_port
 
-from ansible_collections.namtech.internal_ai.plugins.module_utils.http import HttpClient
-from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import OllamaClient
 from ansible_collections.namtech.internal_ai.plugins.modules import llm_eval
 
 LAB_SUITE = str(pathlib.Path(__file__).resolve().parents[1] / "lab" / "evals" / "lab-chat.yml")
-LAB_MODELS = ("lab-chat:v1", "lab-chat:v2", "lab-chat:bad")
 NUMBER = r"\d+(?:\.\d+)?"
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    tree = build_artifact_tree(tmp_path_factory.mktemp("registry") / "tree")
-    with ArtifactServer(tree, "127.0.0.1", 0, echo=False) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def lab_engine(tmp_path_factory, registry):
-    faults = Faults()
-    engine = Engine(EngineConfig(models_dir=tmp_path_factory.mktemp("models"), registry_url=registry.url), faults,
-                    on_crash=lambda: None)
-    server = EngineServer(engine, "127.0.0.1", 0).start()
-    try:
-        with HttpClient(server.url) as http:
-            client = OllamaClient(http)
-            for name in LAB_MODELS:
-                for _event in client.pull(name):
-                    pass
-        yield server, faults
-    finally:
-        server.stop()
+@pytest.fixture
+def engine(shared_chat_engine):
+    """The module's engine (conftest.py), without faults when the test starts and when it ends."""
+    shared_chat_engine.engine.faults.clear()
+    yield shared_chat_engine
+    shared_chat_engine.engine.faults.clear()
 
 
 @pytest.fixture
-def engine(lab_engine):
-    server, faults = lab_engine
-    faults.clear()
-    yield server
-    faults.clear()
-
-
-@pytest.fixture
-def faults(lab_engine):
-    return lab_engine[1]
+def faults(engine):
+    return engine.engine.faults
 
 
 @pytest.fixture
@@ -174,6 +144,20 @@ def test_reports_are_written_and_serve_as_a_baseline_later(evaluate, tmp_path):
     assert second["reasons"][1] == ("score 0 is 1 below the score 1 of the baseline lab-chat:v1, more than "
                                     "max_score_drop 0.05")
     assert second["reasons"][2].endswith(" s), more than max_latency_ratio 2")
+
+
+def test_a_report_that_cannot_be_written_fails_and_leaves_no_temporary_file(evaluate, tmp_path, monkeypatch):
+    def disk_full(_descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    reports = tmp_path / "reports"
+    monkeypatch.setattr(os, "fsync", disk_full)
+    result = evaluate(model="lab-chat:v1", report_dir=str(reports))
+    assert result["exit_code"] == 1
+    expected = (r"cannot write the report %s/lab-chat-lab-chat_v1-\d{8}T\d{6}Z\.json: \[Errno 28\] No space left on "
+                r"device\. Check that the directory is writable" % re.escape(str(reports)))
+    assert re.fullmatch(expected, result["msg"]), result["msg"]
+    assert list(reports.iterdir()) == []
 
 
 def test_check_mode_evaluates_but_writes_no_report(evaluate, tmp_path):
@@ -311,6 +295,8 @@ def test_without_jsonschema_other_suites_still_run(evaluate, monkeypatch):
     ({"model": " "}, "model must not be empty"),
     ({"engine": "openai", "url": "http://127.0.0.1:8000/v1/"},
      "url must be the server root without /v1 (got http://127.0.0.1:8000/v1/); try http://127.0.0.1:8000"),
+    ({"engine": "openai", "baseline_model": "lab-chat:v2", "baseline_url": "http://127.0.0.1:8001/v1"},
+     "baseline_url must be the server root without /v1 (got http://127.0.0.1:8001/v1); try http://127.0.0.1:8001"),
     ({"baseline_url": "http://127.0.0.1:8001"}, "missing parameter(s) required by 'baseline_url': baseline_model"),
     ({"baseline_model": "lab-chat:v1", "baseline": "/tmp/x.json"},
      "parameters are mutually exclusive: baseline_model|baseline"),

@@ -6,17 +6,11 @@ Timing assertions use the lab models' own delays as lower bounds (lab-chat:v1 an
 
 from __future__ import annotations
 
-import hashlib
 import json
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from lab.artifacts.build import build_artifact_tree
-from lab.artifacts.server import ArtifactServer
-from lab.engine.core import Engine, EngineConfig
-from lab.engine.faults import Faults
-from lab.engine.server import EngineServer
 from loopback import free_port, json_answer, raw_answer, stream_answer
 
 from ansible_collections.namtech.internal_ai.plugins.module_utils import health
@@ -32,36 +26,7 @@ FAST = {"max_ttft_seconds": 5.0, "max_seconds": 20.0}
 PROBE_NAMES = ["probe 1", "probe 2", "probe 3"]
 
 
-# -- the lab engine and its registry (as in test_ollama_model.py) ---------------------------------
-
-@pytest.fixture(scope="module")
-def registry_tree(tmp_path_factory):
-    return build_artifact_tree(tmp_path_factory.mktemp("registry") / "tree")
-
-
-@pytest.fixture(scope="module")
-def registry(registry_tree):
-    with ArtifactServer(registry_tree, "127.0.0.1", 0, echo=False) as server:
-        yield server
-
-
-def manifest_digest(tree, name):
-    model, tag = name.split(":")
-    return hashlib.sha256((tree / "v2" / "library" / model / "manifests" / tag).read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def digests(registry_tree):
-    return {name: manifest_digest(registry_tree, name) for name in ("lab-chat:v1", "lab-chat:v2", "lab-chat:bad")}
-
-
-@pytest.fixture
-def engine(tmp_path, registry):
-    server = EngineServer(Engine(EngineConfig(models_dir=tmp_path / "models", registry_url=registry.url), Faults(),
-                                 on_crash=lambda: None), "127.0.0.1", 0).start()
-    yield server
-    server.stop()
-
+# -- the lab engine (each test its own, from the engine fixture in conftest.py) --------------------
 
 def deploy(engine, model, alias="assistant", load=True):
     """Pull ``model``, point ``alias`` at it and load it, as a rollout does before its gate."""

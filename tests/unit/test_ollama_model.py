@@ -5,15 +5,8 @@ The disk-full case runs in the lab on a size-limited disk: tests/integration/tes
 
 from __future__ import annotations
 
-import hashlib
-
 import httpx
 import pytest
-from lab.artifacts.build import build_artifact_tree
-from lab.artifacts.server import ArtifactServer
-from lab.engine.core import Engine, EngineConfig
-from lab.engine.faults import Faults
-from lab.engine.server import EngineServer
 from loopback import free_port
 
 from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import (
@@ -22,49 +15,6 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import 
     normalize_digest,
 )
 from ansible_collections.namtech.internal_ai.plugins.modules import ollama_model
-
-
-@pytest.fixture(scope="module")
-def registry_tree(tmp_path_factory):
-    return build_artifact_tree(tmp_path_factory.mktemp("registry") / "tree")
-
-
-@pytest.fixture(scope="module")
-def registry(registry_tree):
-    with ArtifactServer(registry_tree, "127.0.0.1", 0, echo=False) as server:
-        yield server
-
-
-def manifest_digest(tree, name):
-    model, tag = name.split(":")
-    return hashlib.sha256((tree / "v2" / "library" / model / "manifests" / tag).read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def digests(registry_tree):
-    return {name: manifest_digest(registry_tree, name) for name in ("lab-chat:v1", "lab-chat:v2")}
-
-
-@pytest.fixture
-def start_engine(tmp_path, registry):
-    started = []
-
-    def start(registry_url=None):
-        engine = Engine(EngineConfig(models_dir=tmp_path / ("models-%d" % len(started)),
-                                     registry_url=registry.url if registry_url is None else registry_url),
-                        Faults(), on_crash=lambda: None)
-        server = EngineServer(engine, "127.0.0.1", 0).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture
-def engine(start_engine):
-    return start_engine()
 
 
 @pytest.fixture
@@ -101,23 +51,23 @@ def test_pulls_a_missing_model_and_reports_progress(engine, model, digests):
     assert tags(engine) == {"lab-chat:v1": digests["lab-chat:v1"]}
 
 
-def test_second_run_is_unchanged_and_does_not_pull(engine, model, registry, digests):
+def test_second_run_is_unchanged_and_does_not_pull(engine, model, artifact_server, digests):
     model(name="lab-chat:v1", digest="sha256:" + digests["lab-chat:v1"].upper())
-    before = len(pulls(registry))
+    before = len(pulls(artifact_server))
     result = model(name="lab-chat:v1", digest=digests["lab-chat:v1"])
     assert (result["exit_code"], result["changed"], result["actions"]) == (0, False, [])
     assert "progress" not in result
-    assert len(pulls(registry)) == before
+    assert len(pulls(artifact_server)) == before
     without_digest = model(name="lab-chat:v1")
     assert (without_digest["changed"], without_digest["digest"]) == (False, digests["lab-chat:v1"])
 
 
-def test_check_mode_reports_the_pull_without_pulling(engine, model, registry, digests):
-    before = len(pulls(registry))
+def test_check_mode_reports_the_pull_without_pulling(engine, model, artifact_server, digests):
+    before = len(pulls(artifact_server))
     result = model(check_mode=True, diff=True, name="lab-chat:v1", digest=digests["lab-chat:v1"])
     assert (result["exit_code"], result["changed"], result["actions"]) == (0, True, ["pull lab-chat:v1"])
     assert result["diff"] == {"before": "lab-chat:v1: absent\n", "after": "lab-chat:v1: %s\n" % digests["lab-chat:v1"]}
-    assert tags(engine) == {} and len(pulls(registry)) == before
+    assert tags(engine) == {} and len(pulls(artifact_server)) == before
 
 
 def test_diff_shows_the_digests_before_and_after(engine, model, digests):

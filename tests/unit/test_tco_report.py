@@ -3,6 +3,7 @@ ansible-playbook against an inventory with the same figures."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
@@ -335,6 +336,22 @@ def test_an_unwritable_report_dir_fails_clearly(tmp_path, run_module):
     assert result["exit_code"] == 1
     assert result["msg"].startswith("cannot create report_dir %s: " % (blocker / "reports"))
     assert result["msg"].endswith(". Give a directory the controller user can write")
+
+
+def test_a_report_that_cannot_be_written_leaves_the_previous_files(tmp_path, run_module, monkeypatch):
+    def disk_full(_descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    args = module_args(usage=HAND_USAGE, hosts=[ai_node("ai1")], report_dir=str(tmp_path))
+    run_module(tco_report, args)
+    previous = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    monkeypatch.setattr(os, "fsync", disk_full)
+    args["electricity_price_per_kwh"] = 0.4
+    result = run_module(tco_report, args)
+    assert (result["exit_code"], result["msg"]) == (1, "cannot write the report %s: [Errno 28] No space left on "
+                                                       "device. Check that report_dir is writable"
+                                                    % (tmp_path / "tco-2026-07-01.json"))
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == previous  # and no temporary file
 
 
 # -- the playbook -------------------------------------------------------------------------------------------

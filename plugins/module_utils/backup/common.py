@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, Namtech
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""What every part of the backup package shares: its error, backup ids, hashing, atomic writes, commands."""
+"""What every part of the backup package shares: its error, backup ids, hashing, commands."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import subprocess
-import tempfile
 
 CHUNK_SIZE = 1024 * 1024
 ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -131,22 +130,6 @@ def describe_os_error(action, path, exc):
     return "cannot %s %s: %s (%s)" % (action, path, os_error_hint(exc), exc.strerror or exc)
 
 
-def write_file_atomically(path, data, mode=0o644):
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
-    directory = os.path.dirname(path) or "."
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        remove_quietly(temporary)
-        raise
-
-
 def remove_quietly(path):
     with contextlib.suppress(OSError):
         os.unlink(path)
@@ -187,6 +170,18 @@ def module_runner(module):
             return 127, "", "%s: %s" % (argv[0], exc.strerror or exc)
 
     return run
+
+
+def exit_with_result(module, produce):
+    """End the module with the result ``produce()`` returns, its ``warnings`` shown as Ansible warnings; a
+    BackupError fails the module with its sentence."""
+    try:
+        result = produce()
+    except BackupError as exc:
+        module.fail_json(msg=str(exc))
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
 
 
 def command_failure(what, argv, rc, stderr):

@@ -13,11 +13,8 @@ from __future__ import annotations
 import fcntl
 import os
 
-from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.common import (
-    BackupError,
-    describe_os_error,
-    write_file_atomically,
-)
+from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.common import BackupError, describe_os_error
+from ansible_collections.namtech.internal_ai.plugins.module_utils.files import write_atomically
 from ansible_collections.namtech.internal_ai.plugins.module_utils.prometheus_text import (
     MetricsParseError,
     parse_samples,
@@ -80,7 +77,7 @@ def record_run(directory, backup, *, finished_at, success, duration=None, size=N
                 samples[(FAILURE, backup)] = finished_at
             samples.setdefault((SUCCESS, backup), 0)
             samples.setdefault((FAILURE, backup), 0)
-            write_file_atomically(path, render(samples).encode("utf-8"), mode=0o644)
+            write_atomically(path, render(samples), mode=0o644)
     except OSError as exc:
         raise BackupError(describe_os_error("write the backup metrics to", path, exc) + "; check metrics_dir") from None
     return path

@@ -9,6 +9,7 @@ stored and verified; a run that fails removes what it stored and leaves the late
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import tempfile
@@ -99,13 +100,18 @@ def engine_record(url, warnings):
         return {"url": url, "error": str(exc)}
 
 
+@contextlib.contextmanager
+def sources_and_store(job, warnings):
+    """The job's sources and its store, in a scratch directory that is removed when the block ends."""
+    with Scratch(job.work_dir) as scratch:
+        sources = make_sources(job.source_specs, SourceContext(job.run_command, scratch, warnings))
+        yield sources, open_store(job.destination, job.name, scratch)
+
+
 def plan_backup(job):
     """What a check-mode run reports: the sources' contents, the store, and what retention would delete now."""
     warnings = []
-    with Scratch(job.work_dir) as scratch:
-        context = SourceContext(job.run_command, scratch, warnings)
-        sources = make_sources(job.source_specs, context)
-        store = open_store(job.destination, job.name, scratch)
+    with sources_and_store(job, warnings) as (sources, store):
         plans = [source.plan() for source in sources]
         retention = plan_retention(store.backups(), job.retention, latest=store.latest())
     return {"changed": True, "backup_id": new_backup_id(utc_now(), job.host), "location": store.location,
@@ -140,10 +146,7 @@ def run_backup(job, clock=time.time):
 
 def _make_backup(job):
     warnings = []
-    with Scratch(job.work_dir) as scratch:
-        context = SourceContext(job.run_command, scratch, warnings)
-        sources = make_sources(job.source_specs, context)
-        store = open_store(job.destination, job.name, scratch)
+    with sources_and_store(job, warnings) as (sources, store):
         started_at = utc_now()
         backup_id = new_backup_id(started_at, job.host)
         encryption, key = new_encryption(job.encryption_key) if job.encryption_key else (None, None)

@@ -28,8 +28,8 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.common 
     is_backup_id,
     remove_quietly,
     sha256_of_file,
-    write_file_atomically,
 )
+from ansible_collections.namtech.internal_ai.plugins.module_utils.files import write_atomically
 
 try:
     import boto3
@@ -133,11 +133,11 @@ class LocalStore:
         """Manifest into the hidden directory, the directory renamed into view, then the latest pointer."""
         partial = self._partial_dir(backup_id)
         try:
-            write_file_atomically(os.path.join(partial, MANIFEST_NAME), manifest_bytes, mode=0o600)
+            write_atomically(os.path.join(partial, MANIFEST_NAME), manifest_bytes, mode=0o600)
             fsync_directory(partial)
             os.rename(partial, self._dir(backup_id))
             fsync_directory(self.root)
-            write_file_atomically(os.path.join(self.root, LATEST_NAME), (backup_id + "\n").encode(), mode=0o644)
+            write_atomically(os.path.join(self.root, LATEST_NAME), backup_id + "\n", mode=0o644)
         except OSError as exc:
             raise BackupError(describe_os_error("publish the backup in", self.root, exc)) from None
 
@@ -449,11 +449,7 @@ class S3Store:
         reader = HashingReader(answer["Body"])
         try:
             with open(path, "wb") as handle:
-                while True:
-                    chunk = reader.read(CHUNK_SIZE)
-                    if not chunk:
-                        break
-                    handle.write(chunk)
+                shutil.copyfileobj(reader, handle, CHUNK_SIZE)
         except OSError as exc:
             raise BackupError(describe_os_error("write the downloaded part", path, exc)) from None
         except (BotoCoreError, ClientError) as exc:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import grp
-import hashlib
 import os
 import pwd
 import shutil
@@ -23,6 +22,7 @@ import stat
 from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.common import (
     CHUNK_SIZE,
     BackupError,
+    HashingWriter,
     describe_os_error,
     remove_quietly,
     sha256_of_file,
@@ -93,21 +93,15 @@ def differences(path, entry, is_root):
 
 def write_member(fileobj, path, entry, backup_id):
     """Copy a member's content to a new file at ``path``, checking its size and sha256 against the manifest."""
-    digest, size = hashlib.sha256(), 0
     try:
         with open(path, "xb") as handle:
-            while True:
-                chunk = fileobj.read(CHUNK_SIZE)
-                if not chunk:
-                    break
-                handle.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+            written = HashingWriter(handle)
+            shutil.copyfileobj(fileobj, written, CHUNK_SIZE)
     except OSError as exc:
         raise BackupError(describe_os_error("write", path, exc) + ". Nothing was changed yet") from None
-    if (digest.hexdigest(), size) != (entry["sha256"], entry["size"]):
+    if (written.hexdigest(), written.size) != (entry["sha256"], entry["size"]):
         raise BackupError("backup %s is damaged: %s has sha256 %s and %d bytes, its manifest says %s and %d bytes. "
-                          "Nothing was changed" % (backup_id, entry["member"], digest.hexdigest(), size,
+                          "Nothing was changed" % (backup_id, entry["member"], written.hexdigest(), written.size,
                                                    entry["sha256"], entry["size"]))
 
 
