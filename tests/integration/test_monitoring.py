@@ -110,10 +110,12 @@ def query(prometheus, expression):
 
 
 def expected_targets(lab):
-    """(job, node) of every target the inventory describes (the lab's AI nodes run Ollama: no vllm job)."""
+    """(job, node) of every target the inventory describes (the lab's AI nodes run Ollama: no vllm job, and no
+    token meter unless the inventory enables it)."""
     monitors = lab.group("monitoring")
     return ({("node", host) for host in lab.hosts} | {("haproxy", lb) for lb in lab.group("loadbalancers")}
-            | {("alertmanager", host) for host in monitors} | {("prometheus", host) for host in monitors})
+            | {("alertmanager", host) for host in monitors} | {("prometheus", host) for host in monitors}
+            | {("llm_exporter", host) for host in lab.group("ai_nodes")})
 
 
 def test_every_target_the_inventory_describes_is_scraped_and_up(monitored):
@@ -143,7 +145,7 @@ def test_every_alert_rule_evaluates_without_error(monitored):
         return rules if rules and all(rule["lastEvaluation"] > "2000" for rule in rules) else None
 
     rules = wait_for(evaluated_rules, timeout=60)
-    assert len(rules) == 13
+    assert len(rules) == 37
     assert [(rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"] == []
     for rule in rules:
         answer = query(prometheus, rule["query"])

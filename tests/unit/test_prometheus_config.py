@@ -1,5 +1,6 @@
 """The prometheus role's configuration template, rendered by Ansible for box, pro and cluster inventories: the
-scrape jobs and the tier label follow the inventory alone, and the result passes `promtool check config`."""
+scrape jobs and the tier label follow the inventory alone (llm_exporter on every AI node, llm_meter where
+llm_meter_enabled), and the result passes `promtool check config`."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ TOPOLOGIES = {
 }
 
 
-def render(tmp_path, groups, engine="ollama"):
-    return render_role_template(tmp_path, "prometheus", "prometheus.yml.j2", groups, "mon1",
-                                all_vars={"ai_engine": engine})
+def render(tmp_path, groups, engine="ollama", extra_vars=None, **all_vars):
+    return render_role_template(tmp_path, "prometheus", "prometheus.yml.j2", groups, "mon1", extra_vars=extra_vars,
+                                all_vars=dict(all_vars, ai_engine=engine))
 
 
 def targets_by_job(config):
@@ -43,6 +44,9 @@ def test_the_tier_and_the_jobs_follow_the_inventory(tmp_path, tier):
     assert [target for target, _labels in jobs.get("haproxy", [])] == [
         "%s:8404" % address for address in groups.get("loadbalancers", {}).values()]
     assert "vllm" not in jobs
+    assert "llm_meter" not in jobs
+    assert jobs["llm_exporter"] == [("%s:9778" % address, {"tier": tier, "node": host, "engine": "ollama"})
+                                    for host, address in groups["ai_nodes"].items()]
     assert [target for target, _labels in jobs["alertmanager"]] == ["10.0.0.20:9093"]
     assert [target for target, _labels in jobs["prometheus"]] == ["10.0.0.20:9090"]
     assert {labels["node"]: labels.get("engine") for _target, labels in jobs["node"]} == {
@@ -57,9 +61,34 @@ def test_vllm_nodes_get_a_vllm_job(tmp_path):
     ]
 
 
+def test_llm_exporter_and_llm_meter_carry_the_engine_of_each_node(tmp_path):
+    jobs = targets_by_job(yaml.safe_load(render(tmp_path, TOPOLOGIES["pro"], engine="vllm").read_text()))
+    assert jobs["llm_exporter"] == [
+        ("10.0.0.10:9778", {"tier": "pro", "node": "ai1", "engine": "vllm"}),
+        ("10.0.0.11:9778", {"tier": "pro", "node": "ai2", "engine": "vllm"}),
+    ]
+
+
+def test_llm_meter_is_scraped_only_where_it_is_enabled(tmp_path):
+    # A host variable in disguise: the inventory helper sets variables for all hosts, evaluated per host.
+    enabled_on_ai2 = "{{ inventory_hostname == 'ai2' }}"
+    config = yaml.safe_load(render(tmp_path, TOPOLOGIES["cluster"], llm_meter_enabled=enabled_on_ai2).read_text())
+    jobs = targets_by_job(config)
+    assert jobs["llm_meter"] == [("10.0.0.11:9779", {"tier": "cluster", "node": "ai2", "engine": "ollama"})]
+    assert [job["metrics_path"] for job in config["scrape_configs"] if job["job_name"] == "llm_meter"] == ["/metrics"]
+
+
+def test_the_exporter_ports_follow_the_role_variables(tmp_path):
+    ports = {"prometheus_llm_exporter_port": 19778, "prometheus_llm_meter_port": 19779}
+    config = yaml.safe_load(render(tmp_path, TOPOLOGIES["box"], extra_vars=ports, llm_meter_enabled=True).read_text())
+    jobs = targets_by_job(config)
+    assert [target for target, _labels in jobs["llm_exporter"]] == ["10.0.0.10:19778"]
+    assert [target for target, _labels in jobs["llm_meter"]] == ["10.0.0.10:19779"]
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (Debian package prometheus)")
 def test_the_rendered_configuration_passes_promtool(tmp_path):
-    path = render(tmp_path, TOPOLOGIES["cluster"], engine="vllm")
+    path = render(tmp_path, TOPOLOGIES["cluster"], engine="vllm", llm_meter_enabled=True)
     result = subprocess.run(["promtool", "check", "config", str(path)], check=False, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
