@@ -13,6 +13,7 @@ import time
 
 import httpx
 from lab.core import Lab
+from lab.inventory import LAB_AUTH_HEADERS
 from report import append_section, percentile
 
 REQUEST = {"model": "assistant", "prompt": "ping", "stream": False, "options": {"num_predict": 1}}
@@ -29,7 +30,7 @@ def timed_post(client, url):
 def measure(direct_url, balanced_url, requests):
     """Alternate the two paths so both see the same machine noise."""
     direct, balanced = [], []
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=LAB_AUTH_HEADERS) as client:
         for url in (direct_url, balanced_url):
             timed_post(client, url)  # warm the model and the connections
         for _round in range(requests):

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from lab.inventory import LAB_AUTH_HEADERS
 from lab.traffic import Traffic
 
 pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama")]
@@ -57,7 +58,7 @@ def balanced(deployed):
 
 def test_requests_are_spread_over_every_node(lab, balanced):
     before = server_rows(lab, balanced["lb"])
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, headers=LAB_AUTH_HEADERS) as client:
         for _request in range(30):
             assert client.get(balanced["url"] + "/api/tags").status_code == 200
     after = server_rows(lab, balanced["lb"])

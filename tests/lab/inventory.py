@@ -25,6 +25,8 @@ def inventory_data(topology: Topology, key_path: Path = KEY_PATH) -> dict:
         "ai_engine": topology.engine,
         "lab_topology": topology.name,
         "lab_network_subnet": topology.subnet,
+        # This machine reaches the lab from the gateway address: tests read metrics and call engines from it.
+        "lab_network_gateway": topology.gateway,
         "lab_artifact_url": artifact_host.url(artifacts.address),
         "ai_endpoint_url": ai_endpoint_url(topology),
     }
@@ -36,13 +38,32 @@ def inventory_data(topology: Topology, key_path: Path = KEY_PATH) -> dict:
     if topology.engine == "vllm":
         children["ai_nodes"]["vars"] = vllm_vars()
     children["loadbalancers"]["vars"] = LOADBALANCER_VARS
+    # Grafana's package repository is out of reach here: the grafana role writes its provisioning files only.
+    children["monitoring"]["vars"] = {"grafana_install": False}
     return {"all": {"vars": all_vars, "children": children}}
 
 
+# The lab's stand-ins for API keys kept in ansible-vault: `lab` without limits (tests, demo, benchmarks) and
+# `limited` (30 requests a minute, 2 at a time) for the limit tests.
+LAB_API_KEYS = {"lab": "lab-api-key-5b0e7c1d9a3f4e26", "limited": "lab-limited-key-8c2d4f6a1b3e"}
+LAB_AUTH_HEADERS = {"Authorization": "Bearer " + LAB_API_KEYS["lab"]}
+LAB_CA_PATH = INVENTORY_PATH.parent / "lab-ca.pem"
 LOADBALANCER_VARS = {
     # Lab hosts may open 4096 files (podman cannot raise the limit here); HAProxy needs two per connection.
     "haproxy_maxconn": 1500,
     "keepalived_virtual_ip": "{{ lab_vip | default('') }}",
+    "haproxy_api_keys": [
+        {"team": "lab", "key": LAB_API_KEYS["lab"], "rate_per_minute": 0, "max_concurrent": 0},
+        {"team": "limited", "key": LAB_API_KEYS["limited"], "rate_per_minute": 30, "max_concurrent": 2},
+    ],
+    # TLS on 443 with a CA the role makes on the first load balancer (a copy lands next to this inventory);
+    # plain HTTP stays served on the engine's port for the tests that compare paths.
+    "haproxy_tls_enabled": True,
+    "haproxy_tls_self_signed": True,
+    "haproxy_plain_http": "serve",
+    "haproxy_tls_self_signed_ca_local_path": str(LAB_CA_PATH),
+    "haproxy_stats_password": "lab-stats-pass",
+    "haproxy_metrics_allowed_sources": ["{{ lab_network_gateway }}"],
 }
 ENGINE_PORTS = {"ollama": 11434, "vllm": 8000}
 EVAL_SUITES_DIR = REPO_ROOT / "tests" / "lab" / "evals"

@@ -12,6 +12,8 @@ import time
 
 import httpx
 
+from lab.inventory import LAB_AUTH_HEADERS
+
 PROMPT = "What is the capital of France?"
 
 
@@ -40,12 +42,15 @@ class Traffic:
 
     ``kind`` is ``tags`` (GET /api/tags), ``generate`` or ``mixed`` (workers alternate non-streamed and
     streamed generations of the ``assistant`` alias). With ``fresh_connections`` every request opens a new
-    connection, as most short-lived clients do. ``failures`` holds ``(monotonic time, what went wrong)``,
+    connection, as most short-lived clients do. Requests carry the lab's API key unless ``headers`` says
+    otherwise. ``failures`` holds ``(monotonic time, what went wrong)``,
     ``latencies`` ``(monotonic time at the end, seconds)`` of every whole answer.
     """
 
-    def __init__(self, url, kind="tags", *, workers=1, rate=None, fresh_connections=False, timeout=30.0):
+    def __init__(self, url, kind="tags", *, workers=1, rate=None, fresh_connections=False, timeout=30.0,
+                 headers=None):
         self.url = url
+        self._headers = LAB_AUTH_HEADERS if headers is None else headers
         self.ok = 0
         self.failures = []
         self.latencies = []
@@ -79,11 +84,11 @@ class Traffic:
 
     def _work(self, sender):
         next_at = time.monotonic()
-        client = None if self._fresh else httpx.Client(timeout=self._timeout)
+        client = None if self._fresh else httpx.Client(timeout=self._timeout, headers=self._headers)
         try:
             while not self._stop.is_set():
                 if self._fresh:
-                    with httpx.Client(timeout=self._timeout) as fresh:
+                    with httpx.Client(timeout=self._timeout, headers=self._headers) as fresh:
                         self._send(fresh, sender)
                 else:
                     self._send(client, sender)
