@@ -294,15 +294,19 @@ class S3Store:
 
     def _client(self):
         options = self.options
-        config = Config(
+        settings = dict(
             s3={"addressing_style": options.get("addressing_style") or "auto"},
             retries={"max_attempts": (options.get("retries") if options.get("retries") is not None else 2) + 1,
                      "mode": "standard"},
             connect_timeout=options.get("connect_timeout") or 10,
             read_timeout=options.get("read_timeout") or 60,
-            request_checksum_calculation=options.get("request_checksum_calculation") or "when_required",
-            response_checksum_validation=options.get("response_checksum_validation") or "when_required",
         )
+        # botocore before 1.36 (Debian 12 ships 1.29) knows neither setting and never sends the checksums they govern.
+        if "request_checksum_calculation" in Config.OPTION_DEFAULTS:
+            settings.update(
+                request_checksum_calculation=options.get("request_checksum_calculation") or "when_required",
+                response_checksum_validation=options.get("response_checksum_validation") or "when_required")
+        config = Config(**settings)
         verify = options.get("ca_path") or (options.get("validate_certs") is not False)
         try:
             return boto3.session.Session().client(
