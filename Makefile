@@ -22,12 +22,12 @@ export ANSIBLE_NOCOLOR := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 # postgresql-15: pg_dump/pg_restore and throwaway test clusters (no main cluster is created, see below);
-# chromium: renders the TCO report headless in a test.
+# chromium: renders the TCO report headless in a test; nodejs/npm: the lab storage host's S3 test server (s3rver).
 DEBIAN_PACKAGES := python3-venv git openssl shellcheck haproxy prometheus prometheus-alertmanager podman runc debootstrap netavark aardvark-dns iptables e2fsprogs \
-	iproute2 openssh-client postgresql-15 chromium
+	iproute2 openssh-client postgresql-15 chromium nftables systemd-journal-remote nodejs npm
 
 .PHONY: help bootstrap debian-packages venv collection-link test lint ruff ansible-lint sanity argspec unit \
-	integration demo build lab-up lab-down lab-status requirements clean bench-lb bench-failover bench-rollout
+	integration demo build lab-up lab-down lab-status requirements clean bench-lb bench-failover bench-rollout bench-backup
 
 help:
 	@echo "make demo       the main job: a lab AI cluster deployed, with a summary (TOPOLOGY=box|pro|cluster)"
@@ -129,6 +129,9 @@ bench-failover: venv
 
 bench-rollout: venv collection-link
 	$(BIN)/python bench/rollout.py
+
+bench-backup: venv collection-link
+	$(BIN)/python bench/backup.py
 
 clean:
 	rm -rf $(BUILD) tests/output .pytest_cache .ruff_cache
