@@ -103,7 +103,8 @@ unit: venv collection-link
 
 integration: venv collection-link debian-packages
 	@echo "== pytest tests/integration (the lab)"
-	$(BIN)/pytest tests/integration -p no:cacheprovider -rs
+	# A test's lab fixtures run playbooks (site.yml, the storage host) that take minutes on 2 cores.
+	$(BIN)/pytest tests/integration -p no:cacheprovider -rs --timeout 1800
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)
