@@ -22,9 +22,10 @@ export ANSIBLE_NOCOLOR := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 # postgresql-15: pg_dump/pg_restore and throwaway test clusters (no main cluster is created, see below);
-# chromium: renders the TCO report headless in a test; nodejs/npm: the lab storage host's S3 test server (s3rver).
+# chromium: renders the TCO report headless in a test; nodejs and npm (by command: some nodejs builds bundle it):
+# the lab storage host's S3 test server (s3rver).
 DEBIAN_PACKAGES := python3-venv git openssl shellcheck haproxy prometheus prometheus-alertmanager podman runc debootstrap netavark aardvark-dns iptables e2fsprogs \
-	iproute2 openssh-client postgresql-15 chromium nftables systemd-journal-remote nodejs npm
+	iproute2 openssh-client postgresql-15 chromium nftables systemd-journal-remote nodejs
 
 .PHONY: help bootstrap debian-packages venv collection-link test lint ruff ansible-lint sanity argspec unit \
 	integration demo build lab-up lab-down lab-status requirements clean bench-lb bench-failover bench-rollout bench-backup
@@ -44,6 +45,7 @@ bootstrap: debian-packages venv collection-link
 debian-packages:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 		| grep -q '^install ok installed' || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "== installing Debian packages:" $$missing; \
 		if [ "$$(id -u)" != 0 ]; then echo "run as root to install: $$missing" >&2; exit 1; fi; \
