@@ -86,17 +86,17 @@ def main(argv=None):
             steady_from = time.monotonic()
             time.sleep(args.steady)
             steady = [seconds for at, seconds in load.latencies if at >= steady_from]
-            _, ours, during = timed_run(lab, load, "playbooks/upgrade_model.yml",
+            _ours_run, ours, during = timed_run(lab, load, "playbooks/upgrade_model.yml",
                                         dict(rollout_vars, rollout_model="lab-chat:v2"))
             reset(lab, reports)
-            _, naive, _ = timed_run(lab, load, str(NAIVE_PLAYBOOK), {"naive_model": "lab-chat:v2"})
+            naive = timed_run(lab, load, str(NAIVE_PLAYBOOK), {"naive_model": "lab-chat:v2"})[1]
             reset(lab, reports)
-            _, ours_skip, _ = timed_run(lab, load, "playbooks/upgrade_model.yml",
-                                        dict(rollout_vars, rollout_model="lab-chat:v2", rollout_skip_eval=True))
+            ours_skip = timed_run(lab, load, "playbooks/upgrade_model.yml",
+                                  dict(rollout_vars, rollout_model="lab-chat:v2", rollout_skip_eval=True))[1]
             reset(lab, reports)
-            failed_run, _, _ = timed_run(lab, load, "playbooks/upgrade_model.yml",
-                                         dict(rollout_vars, rollout_model="lab-chat:bad", rollout_skip_eval=True),
-                                         check=False)
+            failed_run = timed_run(lab, load, "playbooks/upgrade_model.yml",
+                                   dict(rollout_vars, rollout_model="lab-chat:bad", rollout_skip_eval=True),
+                                   check=False)[0]
             load.wait_for_answers(5, timeout=30)
     finally:
         restore_bandwidth(lab, artifacts)

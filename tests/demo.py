@@ -105,15 +105,15 @@ def upgrade_to_the_faster_version(lab, reports):
 
 
 def try_the_bad_version(lab, reports):
-    passed, _ = run_rollout(lab, reports, "upgrade_model.yml", {"rollout_model": "lab-chat:bad"})
+    passed = run_rollout(lab, reports, "upgrade_model.yml", {"rollout_model": "lab-chat:bad"})[0]
     if passed:
         raise LabError("upgrade_model.yml accepted lab-chat:bad")
     return "lab-chat:bad rejected by the evaluation (wrong answers, slower); no node changed"
 
 
 def skip_the_evaluation_and_let_the_gate_catch_it(lab, reports):
-    passed, _ = run_rollout(lab, reports, "upgrade_model.yml",
-                            {"rollout_model": "lab-chat:bad", "rollout_skip_eval": True})
+    passed = run_rollout(lab, reports, "upgrade_model.yml",
+                         {"rollout_model": "lab-chat:bad", "rollout_skip_eval": True})[0]
     if passed:
         raise LabError("the health gate let lab-chat:bad through")
     return "evaluation skipped on purpose: the first node's health gate failed, it rolled back, the run stopped"

@@ -146,7 +146,7 @@ def test_engine_upgrade_and_back_fails_no_request(lab, rollout):
     assert "engine upgraded" in done.stdout
     assert set(engine_versions(lab).values()) == {other}
     assert set(alias_digests(lab).values()) == {digest(lab, "lab-chat:v1")}
-    _, load = rollout("playbooks/upgrade_engine.yml", {"rollout_engine_version": next(iter(installed))})
+    load = rollout("playbooks/upgrade_engine.yml", {"rollout_engine_version": next(iter(installed))})[1]
     assert load.failures == []
     assert set(engine_versions(lab).values()) == installed
 

@@ -36,7 +36,7 @@ def test_no_key_or_a_wrong_key_is_refused_and_a_valid_key_is_served(endpoint):
 
 def test_a_key_over_its_rate_gets_429(endpoint):
     with httpx.Client(timeout=10, headers=bearer("limited")) as client:
-        codes = [client.get(f"http://{endpoint}:11434/api/version").status_code for _ in range(40)]
+        codes = [client.get(f"http://{endpoint}:11434/api/version").status_code for _request in range(40)]
     assert codes.count(429) >= 10
     assert codes[0] == 200
     assert set(codes) <= {200, 429}

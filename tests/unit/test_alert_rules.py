@@ -34,8 +34,10 @@ needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool is not installed (Debian package prometheus: make bootstrap)")
 
 
-def render_rules(directory, groups=CLUSTER, extra_vars=None):
-    """The rules file's text as the role writes it for this inventory, rendered on its first monitoring host."""
+def render_rules(directory, groups=None, extra_vars=None):
+    """The rules file's text as the role writes it for this inventory (the cluster's by default), rendered on its
+    first monitoring host."""
+    groups = CLUSTER if groups is None else groups
     (directory / "rules").mkdir(exist_ok=True)
     host = next(iter(groups["monitoring"]))
     path = render_role_template(directory, "prometheus", RULES_TEMPLATE, groups, host, extra_vars=extra_vars)

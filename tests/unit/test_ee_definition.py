@@ -96,7 +96,7 @@ def test_ansible_builder_creates_a_context_that_installs_the_built_tarball(conte
 
 
 def test_the_image_gets_an_ssh_client_for_the_managed_hosts(context):
-    directory, _ = context
+    directory = context[0]
     assert "openssh-clients [platform:rpm]" in (directory / "_build" / "bindep.txt").read_text(encoding="utf-8")
 
 

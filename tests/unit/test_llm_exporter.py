@@ -132,7 +132,7 @@ def test_exports_the_engine_its_models_and_the_release_record(chat_engine, diges
                  by="awx-job-8")
     record.save(lambda source, destination: pathlib.Path(source).replace(destination))
     http.post(chat_engine.url + "/api/generate", json={"model": "assistant", "prompt": "", "keep_alive": "10m"},
-               timeout=30).raise_for_status()
+              timeout=30).raise_for_status()
     exporter = start_exporter(chat_engine.url)
 
     metrics = scrape(exporter)
@@ -260,7 +260,7 @@ def test_a_trickling_engine_is_cut_off_at_the_deadline(server, start_exporter):
         handler.send_response(200)
         handler.send_header("Content-Length", "1000")
         handler.end_headers()
-        for _ in range(1000):
+        for _attempt in range(1000):
             if handler.server.script.release.wait(0.1):
                 return
             handler.wfile.write(b" ")

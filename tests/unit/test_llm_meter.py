@@ -29,6 +29,10 @@ SCRIPT = REPO / "roles" / "llm_meter" / "files" / "namtech_llm_meter.py"
 WAIT_SECONDS = 20
 
 
+def requests_count(metrics, model, code, path):
+    return metrics[("namtech_llm_requests_total", frozenset({("model", model), ("code", code), ("path", path)}))]
+
+
 def load_script(path, name):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -267,10 +271,8 @@ def test_requests_without_a_model_and_other_paths(meter):
     assert http.get(meter.url + "/api/tags?x=1").status_code == 200
     assert http.get(meter.url + "/no/such/path").status_code == 404
     metrics = meter.settled()
-    assert metrics[("namtech_llm_requests_total", frozenset({("model", ""), ("code", "200"),
-                                                              ("path", "/api/version")}))] == 1
-    assert metrics[("namtech_llm_requests_total", frozenset({("model", ""), ("code", "200"),
-                                                              ("path", "/api/tags")}))] == 1
+    assert requests_count(metrics, "", "200", "/api/version") == 1
+    assert requests_count(metrics, "", "200", "/api/tags") == 1
     assert metrics[("namtech_llm_requests_total", frozenset({("model", ""), ("code", "404"), ("path", "other")}))] == 1
 
 
@@ -395,7 +397,7 @@ def test_a_stream_is_forwarded_as_it_comes_not_when_it_ends(server, start_meter)
 
 def test_keep_alive_reuses_one_engine_connection(meter):
     with httpx.Client(timeout=30) as client:
-        for _ in range(3):
+        for _round in range(3):
             assert client.get(meter.url + "/api/version").status_code == 200
         metrics = meter.metrics()
         assert metrics[("namtech_llm_meter_open_connections", frozenset({("side", "client")}))] == 1
@@ -412,7 +414,7 @@ def test_a_request_after_the_engine_closed_the_kept_connection_gets_a_new_one(se
     server.route("GET", "/api/version", answer_then_close)
     meter = start_meter(server.url)
     with httpx.Client(timeout=30) as client:
-        for _ in range(3):
+        for _round in range(3):
             assert client.get(meter.url + "/api/version").json() == {"version": "1"}
     assert meter.value("namtech_llm_requests_total", model="", code="200", path="/api/version") == 3
 
@@ -460,10 +462,8 @@ def test_engine_down_gives_502_with_a_json_error_and_a_count(start_meter, caplog
                                                   "check that the engine runs" % upstream,
                                        "type": "api_error", "param": None, "code": None}}
     metrics = meter.settled()
-    assert metrics[("namtech_llm_requests_total", frozenset({("model", "assistant:latest"), ("code", "502"),
-                                                              ("path", "/api/generate")}))] == 1
-    assert metrics[("namtech_llm_requests_total", frozenset({("model", "assistant:latest"), ("code", "502"),
-                                                              ("path", "/v1/chat/completions")}))] == 1
+    assert requests_count(metrics, "assistant:latest", "502", "/api/generate") == 1
+    assert requests_count(metrics, "assistant:latest", "502", "/v1/chat/completions") == 1
     assert metrics[("namtech_llm_meter_errors_total", frozenset({("stage", "connect")}))] == 2
     assert metrics[("namtech_llm_in_flight_requests", frozenset())] == 0
     # Logged when it starts, not at every request (a load balancer's health checks would flood the journal).
@@ -514,8 +514,7 @@ def test_a_client_leaving_mid_stream_frees_everything(chat_engine, meter):
     metrics = meter.settled()
     assert metrics[("namtech_llm_meter_open_connections", frozenset({("side", "client")}))] == 0
     assert metrics[("namtech_llm_meter_errors_total", frozenset({("stage", "client_gone")}))] == 1
-    assert metrics[("namtech_llm_requests_total", frozenset({("model", "assistant:latest"), ("code", "499"),
-                                                              ("path", "/api/generate")}))] == 1
+    assert requests_count(metrics, "assistant:latest", "499", "/api/generate") == 1
     # The engine stopped generating for nobody: it holds no slot of the model any more.
     wait_for(lambda: all(runner.refs == 0 for runner in chat_engine.engine.scheduler.running()), "the engine to let go")
 

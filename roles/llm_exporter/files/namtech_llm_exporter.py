@@ -664,8 +664,8 @@ def parse_nvidia_smi(output):
         if not row:
             continue
         if len(row) != len(NVIDIA_QUERY):
-            raise GpuError("nvidia-smi printed %d fields where %d were asked: %r" % (len(row), len(NVIDIA_QUERY),
-                                                                                    ",".join(row)))
+            raise GpuError("nvidia-smi printed %d fields where %d were asked: %r"
+                           % (len(row), len(NVIDIA_QUERY), ",".join(row)))
         index, uuid, name, temperature, power, used, total = (cell.strip() for cell in row)
         used_mib, total_mib = nvidia_number(used), nvidia_number(total)
         readings.append(GpuReading(index, uuid, name, nvidia_number(temperature), nvidia_number(power),
@@ -686,8 +686,8 @@ def read_nvidia_gpus(binary, timeout):
     except OSError as exc:
         raise GpuError("cannot run %s: %s" % (binary, exc.strerror or exc)) from None
     if done.returncode != 0:
-        raise GpuError("nvidia-smi failed (exit status %d): %s" % (done.returncode,
-                                                                  (done.stderr or done.stdout).strip()[:300]))
+        raise GpuError("nvidia-smi failed (exit status %d): %s"
+                       % (done.returncode, (done.stderr or done.stdout).strip()[:300]))
     return parse_nvidia_smi(done.stdout)
 
 
