@@ -86,8 +86,8 @@ def main(argv=None):
             steady_from = time.monotonic()
             time.sleep(args.steady)
             steady = [seconds for at, seconds in load.latencies if at >= steady_from]
-            _ours_run, ours, during = timed_run(lab, load, "playbooks/upgrade_model.yml",
-                                        dict(rollout_vars, rollout_model="lab-chat:v2"))
+            ours, during = timed_run(lab, load, "playbooks/upgrade_model.yml",
+                                     dict(rollout_vars, rollout_model="lab-chat:v2"))[1:]
             reset(lab, reports)
             naive = timed_run(lab, load, str(NAIVE_PLAYBOOK), {"naive_model": "lab-chat:v2"})[1]
             reset(lab, reports)
