@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+from lab.inventory import LAB_AUTH_HEADERS
 from lab.traffic import Traffic
 
 pytestmark = [pytest.mark.topology("cluster"), pytest.mark.engine("ollama")]
@@ -35,7 +36,7 @@ def shared_vip(deployed):
 
 
 def test_the_virtual_ip_serves_the_ai_endpoint(lab, shared_vip):
-    answer = httpx.get("http://%s:11434/api/version" % lab.vip, timeout=5)
+    answer = httpx.get("http://%s:11434/api/version" % lab.vip, headers=LAB_AUTH_HEADERS, timeout=5)
     assert answer.status_code == 200 and answer.json()["version"]
 
 
