@@ -28,7 +28,8 @@ DEBIAN_PACKAGES := python3-venv git openssl shellcheck haproxy prometheus promet
 	iproute2 openssh-client postgresql-15 chromium nftables systemd-journal-remote nodejs
 
 .PHONY: help bootstrap debian-packages venv collection-link test lint ruff ansible-lint sanity argspec unit \
-	integration demo build lab-up lab-down lab-status requirements clean bench-lb bench-failover bench-rollout bench-backup
+	integration demo build lab-up lab-down lab-status requirements clean bench-lb bench-failover bench-rollout bench-backup \
+	bench-exporter-cost
 
 help:
 	@echo "make demo       the main job: a lab AI cluster deployed, with a summary (TOPOLOGY=box|pro|cluster)"
@@ -39,6 +40,7 @@ help:
 	@echo "make build      the collection tarball"
 	@echo "make bench-lb   latency through the LB vs direct; make bench-failover: VIP failover (deployed lab)"
 	@echo "make bench-rollout  model rollout under load: failed requests, latency, time vs naive, recovery (deployed lab)"
+	@echo "make bench-exporter-cost  llm_exporter's scrape duration vs node_exporter, its canary's load (deployed lab)"
 
 bootstrap: debian-packages venv collection-link
 
@@ -135,6 +137,9 @@ bench-rollout: venv collection-link
 
 bench-backup: venv collection-link
 	$(BIN)/python bench/backup.py
+
+bench-exporter-cost: venv collection-link
+	$(BIN)/python bench/exporter_cost.py
 
 clean:
 	rm -rf $(BUILD) tests/output .pytest_cache .ruff_cache

@@ -62,3 +62,43 @@ def test_tls_with_the_lab_ca_serves_and_plain_clients_without_the_ca_refuse(endp
     assert answer.status_code == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"https://{endpoint}/api/tags", headers=bearer("lab"), timeout=10)
+
+
+# ---- the AI nodes' firewall (firewall role, applied by site.yml) ----------------------------------------------
+
+GUARDED_PORTS = {"engine": 11434, "node_exporter": 9100, "llm_exporter": 9778}
+
+
+def port_answers(lab, source, address, port):
+    """Whether a TCP connection from lab host ``source`` to address:port is accepted."""
+    probe = "timeout 5 bash -c '</dev/tcp/%s/%d'" % (address, port)
+    return lab.ssh(source, probe, check=False, timeout=30).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def firewalled(deployed):
+    lab = deployed
+    node = lab.group("ai_nodes")[0]
+    trusted = set(lab.group("loadbalancers")) | set(lab.group("monitoring"))
+    outsiders = [name for name in lab.group("storage") + lab.group("ai_nodes")[1:] + lab.group("artifacts")
+                 if name not in trusted]
+    return lab, lab.hosts[node].address, outsiders[0]
+
+
+@pytest.mark.parametrize("port_name", sorted(GUARDED_PORTS))
+def test_guarded_ports_refuse_a_host_that_is_neither_load_balancer_nor_monitoring(firewalled, port_name):
+    lab, address, outsider = firewalled
+    assert not port_answers(lab, outsider, address, GUARDED_PORTS[port_name]), (outsider, port_name)
+
+
+def test_the_load_balancer_reaches_the_engine_and_monitoring_the_exporters(firewalled):
+    lab, address, _outsider = firewalled
+    balancer, monitor = lab.group("loadbalancers")[0], lab.group("monitoring")[0]
+    assert port_answers(lab, balancer, address, GUARDED_PORTS["engine"])
+    assert not port_answers(lab, balancer, address, GUARDED_PORTS["llm_exporter"])
+    assert all(port_answers(lab, monitor, address, port) for port in GUARDED_PORTS.values())
+
+
+def test_ssh_and_unguarded_ports_stay_open_to_everyone(firewalled):
+    lab, address, outsider = firewalled
+    assert port_answers(lab, outsider, address, 22)

@@ -29,6 +29,9 @@ def inventory_data(topology: Topology, key_path: Path = KEY_PATH) -> dict:
         "lab_network_gateway": topology.gateway,
         "lab_artifact_url": artifact_host.url(artifacts.address),
         "ai_endpoint_url": ai_endpoint_url(topology),
+        # The AI nodes' firewall admits the load balancers and monitoring; this machine too, because tests and
+        # benchmarks call engines and read exporters straight from it.
+        "firewall_extra_allowed_sources": ["{{ lab_network_gateway }}"],
     }
     if topology.vip:
         all_vars["lab_vip"] = topology.vip

@@ -11,7 +11,8 @@ from lab.proc import LabError
 
 TOPOLOGY_DIR = Path(__file__).resolve().parent / "topologies"
 ENGINES = ("ollama", "vllm")
-INVENTORY_GROUPS = ("ai_nodes", "loadbalancers", "monitoring", "storage", "artifacts")
+# spare_ai_nodes: lab hosts ready to become AI nodes (scale_out adds them to ai_nodes), serving nothing until then.
+INVENTORY_GROUPS = ("ai_nodes", "spare_ai_nodes", "loadbalancers", "monitoring", "storage", "artifacts")
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def test_the_engine_is_for_the_load_balancers_and_monitoring_and_the_exporters_f
                      firewall_engine_extra_sources=["10.1.0.0/16"])
     assert sets_of(load_in_private_namespace(ruleset)) == {
         "engine_ports": {"11434"}, "exporter_ports": {"9100", "9778", "9779"},
-        "engine_sources_v4": covered("10.0.0.30", "10.0.0.31", "10.0.0.20", "10.1.0.0/16"),
+        "engine_sources_v4": covered("10.0.0.30", "10.0.0.31", "10.0.0.20", "10.1.0.0/16", CONTROLLER),
         "engine_sources_v6": covered("fd00:1::/64"),
         "exporter_sources_v4": covered("10.0.0.20"), "exporter_sources_v6": covered("fd00:1::/64")}
     assert rule_texts(ruleset) == [
@@ -107,6 +107,17 @@ def test_the_engine_is_for_the_load_balancers_and_monitoring_and_the_exporters_f
         "tcp dport @exporter_ports ip6 saddr @exporter_sources_v6 accept",
         "tcp dport @exporter_ports counter reject with tcp reset",
     ]
+
+
+@needs_netns
+def test_the_controller_reaches_the_engine_only_while_allowed(tmp_path):
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "refused").mkdir()
+    allowed = sets_of(load_in_private_namespace(render(tmp_path / "allowed")))
+    refused = sets_of(load_in_private_namespace(render(tmp_path / "refused", firewall_allow_controller=False)))
+    assert allowed["engine_sources_v4"] == covered("10.0.0.30", "10.0.0.31", "10.0.0.20", CONTROLLER)
+    assert refused["engine_sources_v4"] == covered("10.0.0.30", "10.0.0.31", "10.0.0.20")
+    assert allowed["exporter_sources_v4"] == refused["exporter_sources_v4"] == covered("10.0.0.20")
 
 
 @needs_netns
@@ -215,7 +226,8 @@ def test_the_tasks_load_the_rules_keep_them_and_leave_other_tables_alone(tmp_pat
             for output in outputs] == [True, False, True], outputs
     assert sets_of(rulesets[0])["ssh_sources_v4"] == covered("192.0.2.0/24", CONTROLLER)
     assert sets_of(rulesets[1]) == sets_of(rulesets[0])
-    assert sets_of(rulesets[2])["engine_sources_v4"] == covered("10.0.0.30", "10.0.0.31", "10.0.0.20", "10.9.0.0/16")
+    assert sets_of(rulesets[2])["engine_sources_v4"] == covered("10.0.0.30", "10.0.0.31", "10.0.0.20", "10.9.0.0/16",
+                                                                CONTROLLER)
     for ruleset in rulesets:
         assert [item["table"]["name"] for item in ruleset if "table" in item] == ["othertool", "namtech"]
         assert any(item["rule"]["table"] == "othertool" for item in ruleset if "rule" in item)

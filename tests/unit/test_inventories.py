@@ -38,6 +38,7 @@ EXPECTED_TIER_DEFAULTS = {
         "prometheus_tier": "box", "prometheus_retention_time": "15d", "prometheus_retention_size": "5GB",
         "prometheus_alert_node_down_for": "2m", "prometheus_alert_disk_free_percent": 15,
         "ai_tier_backup_schedule": "*-*-* 02:30:00", "prometheus_alert_backup_max_age_hours": 26,
+        "firewall_engine_extra_sources": ["10.0.0.0/16"],
     },
     "pro": {
         "ai_tier": "pro", "ai_tier_ha": False, "ai_endpoint_url": "http://10.0.10.21:11434",
@@ -45,6 +46,7 @@ EXPECTED_TIER_DEFAULTS = {
         "prometheus_tier": "pro", "prometheus_retention_time": "30d", "prometheus_retention_size": "",
         "prometheus_alert_node_down_for": "2m", "prometheus_alert_disk_free_percent": 10,
         "ai_tier_backup_schedule": "*-*-* 02:30:00", "prometheus_alert_backup_max_age_hours": 26,
+        "firewall_engine_extra_sources": [],
     },
     "cluster": {
         "ai_tier": "cluster", "ai_tier_ha": True, "ai_endpoint_url": "http://10.0.10.100:11434",
@@ -52,7 +54,7 @@ EXPECTED_TIER_DEFAULTS = {
         "scale_min_nodes_in_rotation": 2, "prometheus_tier": "cluster", "prometheus_retention_time": "90d",
         "prometheus_retention_size": "", "prometheus_alert_node_down_for": "5m",
         "prometheus_alert_disk_free_percent": 10, "ai_tier_backup_schedule": "*-*-* 00/6:30:00",
-        "prometheus_alert_backup_max_age_hours": 8,
+        "prometheus_alert_backup_max_age_hours": 8, "firewall_engine_extra_sources": [],
     },
 }
 # The backup sources each host gets from its groups (names), with ai_engine ollama.

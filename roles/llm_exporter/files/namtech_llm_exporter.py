@@ -949,6 +949,9 @@ class Canary:
 
 class MetricsHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: with Nagle on, a kept-alive scrape waits for the client's delayed ACK
+    # (about 40 ms on Linux) before the body goes out.
+    disable_nagle_algorithm = True
     server_version = "namtech-llm-exporter"
     sys_version = ""
 
