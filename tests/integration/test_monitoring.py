@@ -1,10 +1,12 @@
 """The monitoring playbook on the lab: node_exporter on every host, Prometheus and Alertmanager on `monitoring`.
 Every generated scrape target is up, every alert rule evaluates, services listen on private addresses only, a
-metric written to the textfile directory reaches Prometheus, a stopped node_exporter reaches a webhook receiver
-as NodeDown, and a second run changes nothing.
+metric written to the textfile directory reaches Prometheus, a second run changes nothing, and faults reach people:
+a stopped node_exporter (NodeDown) and a stopped engine (LLMEngineDown) reach a webhook receiver and an SMTP sink, a
+slow model version raises LLMCanaryTimeToFirstTokenHigh, a full disk DiskAlmostFull; each resolves once undone.
 
-The run uses short intervals (scrape and evaluation every 5 s, NodeDown after 10 s) and a webhook receiver on
-this machine; the module's teardown runs the playbook again on the monitoring hosts with the defaults."""
+The run uses short intervals (scrape and evaluation every 5 s, alerts after 10 s, a canary every 2 s, a time to
+first token threshold the lab's slow model exceeds) and receivers on this machine; the module's teardown runs the
+playbook again on the monitoring hosts and AI nodes with the defaults."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from lab.smtp_sink import SmtpSink
 
 # Three runs of the playbook on eight hosts: well beyond the default 300 s per test on a busy machine.
 pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.timeout(1800)]
@@ -30,7 +33,16 @@ FAST = {
     "prometheus_alert_node_down_for": "10s",
     "alertmanager_group_wait": "1s",
     "alertmanager_group_interval": "5s",
+    "prometheus_alert_engine_down_for": "10s",
+    "prometheus_alert_for": {"DiskAlmostFull": "10s", "LLMCanaryTimeToFirstTokenHigh": "10s"},
+    "prometheus_alert_canary_window": "1m",
+    # lab-chat:bad answers its first token after 0.25 s, the good versions within 0.03 s.
+    "prometheus_alert_canary_ttft_p95_seconds": 0.15,
+    "llm_exporter_canary_interval": 2,
 }
+# From the fault to the notification: the alert's 10 s, a scrape and an evaluation (5 s each), Alertmanager's
+# group_wait, and room for a busy machine.
+NOTIFY_WITHIN_S = 90
 
 
 def recap_changed(output):
@@ -88,17 +100,21 @@ class WebhookReceiver:
 def monitored(lab):
     """The playbook run once with fast intervals and a webhook receiver; the defaults put back afterwards."""
     receiver = WebhookReceiver().start()
-    extra_vars = dict(FAST, alertmanager_webhook_urls=[receiver.url])
+    mailbox = SmtpSink(GATEWAY).start()
+    extra_vars = dict(FAST, alertmanager_webhook_urls=[receiver.url], alertmanager_email_to=["oncall@lab.test"],
+                      alertmanager_smtp_smarthost="%s:%d" % (GATEWAY, mailbox.port),
+                      alertmanager_smtp_from="alertmanager@lab.test", alertmanager_smtp_require_tls=False)
     try:
         started = time.monotonic()
         lab.run_playbook(PLAYBOOK, extra_vars, timeout=1800)
         seconds = time.monotonic() - started
         monitor = lab.group("monitoring")[0]
-        yield {"lab": lab, "receiver": receiver, "extra_vars": extra_vars, "seconds": seconds,
+        yield {"lab": lab, "receiver": receiver, "mailbox": mailbox, "extra_vars": extra_vars, "seconds": seconds,
                "prometheus": "http://%s:9090" % lab.hosts[monitor].address, "monitor": monitor}
     finally:
         receiver.stop()
-        lab.run_playbook(PLAYBOOK, args=["--limit", "monitoring", "--tags", "configure"], timeout=1800)
+        mailbox.stop()
+        lab.run_playbook(PLAYBOOK, args=["--limit", "monitoring:ai_nodes", "--tags", "configure"], timeout=1800)
 
 
 def targets(prometheus):
@@ -225,3 +241,70 @@ def test_node_down_inhibits_the_other_alerts_of_that_node_only(monitored):
 def test_a_second_run_changes_nothing(monitored):
     again = monitored["lab"].run_playbook(PLAYBOOK, monitored["extra_vars"], timeout=1800)
     assert recap_changed(again.stdout) == 0, again.stdout[-3000:]
+
+
+# ---- faults that must reach people, and resolve -------------------------------------------------------------
+
+def alerts_for(receiver, alertname, status, node):
+    return [alert for alert in receiver.alerts(alertname, status) if alert["labels"].get("node") == node]
+
+
+def mails_about(mailbox, alertname, node):
+    return [mail for mail in mailbox.messages if alertname in mail.subject and node in mail.body()]
+
+
+def test_a_stopped_engine_reaches_the_webhook_and_the_mailbox_then_resolves(monitored):
+    lab, receiver, mailbox = monitored["lab"], monitored["receiver"], monitored["mailbox"]
+    node = lab.group("ai_nodes")[-1]
+    lab.ssh(node, "systemctl stop ollama")
+    stopped = time.monotonic()
+    try:
+        firing = wait_for(lambda: alerts_for(receiver, "LLMEngineDown", "firing", node), timeout=NOTIFY_WITHIN_S)
+        webhook_after = time.monotonic() - stopped
+        mail = wait_for(lambda: mails_about(mailbox, "LLMEngineDown", node), timeout=NOTIFY_WITHIN_S)
+        mail_after = time.monotonic() - stopped
+    finally:
+        lab.ssh(node, "systemctl start ollama")
+    print("\nLLMEngineDown for %s: webhook after %.1fs, e-mail after %.1fs" % (node, webhook_after, mail_after))
+    assert firing[0]["labels"]["severity"] == "critical"
+    assert firing[0]["labels"]["engine"] == "ollama"
+    assert list(mail[0].rcpt_to) == ["oncall@lab.test"]
+    assert "#llmenginedown" in mail[0].body()
+    wait_for(lambda: alerts_for(receiver, "LLMEngineDown", "resolved", node), timeout=NOTIFY_WITHIN_S)
+
+
+def serve_alias_from(lab, node, model):
+    """Point the node's `assistant` alias at ``model`` (pulled first), as a bad rollout would."""
+    url = "url=http://%s:11434" % lab.hosts[node].address
+    lab.ansible(node, "namtech.internal_ai.ollama_model", "%s name=%s alias=assistant" % (url, model))
+
+
+def test_a_slow_model_version_raises_the_time_to_first_token_alert_then_resolves(monitored):
+    lab, receiver = monitored["lab"], monitored["receiver"]
+    node = lab.group("ai_nodes")[0]
+    serve_alias_from(lab, node, "lab-chat:bad")
+    swapped = time.monotonic()
+    try:
+        firing = wait_for(lambda: alerts_for(receiver, "LLMCanaryTimeToFirstTokenHigh", "firing", node),
+                          timeout=180)
+        print("\nLLMCanaryTimeToFirstTokenHigh for %s reached the webhook %.1fs after the swap"
+              % (node, time.monotonic() - swapped))
+    finally:
+        serve_alias_from(lab, node, "lab-chat:v1")
+        lab.ansible(node, "namtech.internal_ai.ollama_model",
+                    "url=http://%s:11434 name=lab-chat:bad state=absent" % lab.hosts[node].address)
+    assert firing[0]["labels"]["severity"] == "warning"
+    # The window (1 m) has to forget the slow answers first.
+    wait_for(lambda: alerts_for(receiver, "LLMCanaryTimeToFirstTokenHigh", "resolved", node), timeout=240)
+
+
+def test_a_full_disk_raises_the_disk_alert_then_resolves(monitored):
+    lab, receiver = monitored["lab"], monitored["receiver"]
+    host = (lab.group("storage") or lab.group("loadbalancers"))[0]
+    with lab.disk_full(host) as fill:
+        firing = wait_for(lambda: [alert for alert in alerts_for(receiver, "DiskAlmostFull", "firing", host)
+                                   if alert["labels"]["mountpoint"] == fill.mount_point], timeout=NOTIFY_WITHIN_S)
+    print("\nDiskAlmostFull for %s:%s (%d bytes written)" % (host, fill.mount_point, fill.filled_bytes))
+    assert firing[0]["labels"]["severity"] == "critical"
+    wait_for(lambda: [alert for alert in alerts_for(receiver, "DiskAlmostFull", "resolved", host)
+                      if alert["labels"]["mountpoint"] == fill.mount_point], timeout=NOTIFY_WITHIN_S)
