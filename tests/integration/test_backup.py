@@ -71,10 +71,14 @@ class Site:
     chroma_since: int = 0
     backup_ids: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # Output of the runs made with -vvv, which must hold no secret.
+    verbose_outputs: list[str] = field(default_factory=list)
 
-    def playbook(self, name: str, extra_vars: dict | None = None, *, expect_rc: int = 0, timing: str = ""):
+    def playbook(self, name: str, extra_vars: dict | None = None, *, expect_rc: int = 0, timing: str = "",
+                 verbose: bool = False):
         started = time.monotonic()
-        done = self.lab.run_playbook(PLAYBOOKS / name, extra_vars, env=ENV, args=("-i", str(self.overlay)),
+        done = self.lab.run_playbook(PLAYBOOKS / name, extra_vars, env=ENV,
+                                     args=("-i", str(self.overlay), *(["-vvv"] if verbose else [])),
                                      check=False, timeout=900)
         if timing:
             self.timings[timing] = time.monotonic() - started
@@ -258,8 +262,8 @@ def backed_up(site: Site) -> Site:
     """One backup.yml run over the whole inventory: the storage host to S3 (encrypted), the AI node to its disk."""
     site.started = time.time()
     site.chroma_since = chroma_started_at(site)
-    site.playbook("backup.yml", {"backup_hosts": f"{site.storage_host},{site.node}"},
-                  timing="backup.yml (storage host to S3, AI node to disk)")
+    site.verbose_outputs.append(site.playbook("backup.yml", {"backup_hosts": f"{site.storage_host},{site.node}"},
+                                              timing="backup.yml (storage host to S3, AI node to disk)", verbose=True))
     site.backup_ids[site.storage_host] = site.s3_get(site.storage_host, "latest").decode().strip()
     site.backup_ids[site.node] = site.ssh(site.node, ["cat", f"{SCRATCH}/local/{site.node}/latest"]).strip()
     return site
@@ -405,7 +409,8 @@ def test_a_wrong_key_is_refused_before_anything_is_stopped_or_written(backed_up:
     site = backed_up
     # The live Chroma would be stopped for the restore: a refused backup must not even get that far.
     out = site.playbook("restore.yml", restore_vars(site, "wrongkey", restore_encryption_key=WRONG_KEY,
-                                                    restore_stop_services=["chroma"]), expect_rc=2)
+                                                    restore_stop_services=["chroma"]), expect_rc=2, verbose=True)
+    site.verbose_outputs.append(out)
     backup_id = site.backup_ids[site.storage_host]
     assert (f"wrong encryption key: backup {backup_id} was encrypted with another key. Nothing was restored") in out
     nothing_restored(site, "wrongkey")
@@ -474,3 +479,14 @@ def test_s3_going_away_mid_upload_publishes_nothing_and_the_next_run_succeeds(ba
     assert site.s3_keys(BULK_SET, orphan) == [], "retention removes the interrupted backup's parts"
     assert f"retention deleted {orphan}" in out
     assert metric(site, host, "namtech_backup_last_success_timestamp_seconds", BULK_SET) > 0
+
+
+def test_verbose_runs_print_no_secret(backed_up: Site) -> None:
+    """backup.yml and restore.yml with -vvv: the encryption keys, the S3 secret key and the database password stay
+    out of the output (the runs are the backup fixture's and, when it ran before, the wrong-key restore's)."""
+    site = backed_up
+    secrets = {"encryption key": KEY, "wrong key": WRONG_KEY, "S3 secret key": SETTINGS["lab_storage_s3_secret_key"],
+               "PostgreSQL password": SETTINGS["lab_storage_pg_password"]}
+    leaked = {name for name, secret in secrets.items() for out in site.verbose_outputs if secret in out}
+    assert leaked == set(), leaked
+    assert all("ESTABLISH SSH CONNECTION" in out for out in site.verbose_outputs)  # really -vvv

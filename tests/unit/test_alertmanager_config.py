@@ -40,9 +40,9 @@ def test_every_channel_that_is_set_is_part_of_the_receiver(tmp_path):
     config = yaml.safe_load(render(tmp_path, ALL_CHANNELS).read_text(encoding="utf-8"))
     receiver = config["receivers"][0]
     assert receiver["email_configs"] == [{"to": "ops@example.com, oncall@example.com", "send_resolved": True}]
-    assert config["global"]["smtp_auth_password"] == "s3cret"
+    assert config["global"]["smtp_auth_password_file"] == "/etc/prometheus/alertmanager-secrets/smtp_password"
     assert config["global"]["smtp_require_tls"] is True
-    assert receiver["slack_configs"][0]["api_url"] == "https://chat.example.com/hooks/abc"
+    assert receiver["slack_configs"][0]["api_url_file"] == "/etc/prometheus/alertmanager-secrets/slack_webhook_url"
     assert receiver["slack_configs"][0]["channel"] == "#ai-alerts"
     assert "{{ .Annotations.runbook }}" in receiver["slack_configs"][0]["text"]
     assert [hook["url"] for hook in receiver["webhook_configs"]] == ALL_CHANNELS["alertmanager_webhook_urls"]
@@ -62,3 +62,9 @@ def test_the_rendered_configuration_passes_amtool(tmp_path, channels):
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_the_smtp_password_and_the_slack_url_stay_out_of_the_configuration(tmp_path):
+    text = render(tmp_path, ALL_CHANNELS).read_text(encoding="utf-8")
+    assert ALL_CHANNELS["alertmanager_smtp_auth_password"] not in text
+    assert ALL_CHANNELS["alertmanager_slack_webhook_url"] not in text

@@ -217,11 +217,18 @@ def node():
     started.stop()
 
 
+def crypt_hash(password):
+    """What the role's task makes of the stats password on a load balancer."""
+    return subprocess.run(["openssl", "passwd", "-6", "-salt", "0123456789abcdef", "-stdin"], input=password,
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory, node):
     """Ollama behind the role's defaults: API keys, limits, allow-list, body limit, stats password."""
     balancer = Balancer(tmp_path_factory.mktemp("secured"), node, {
-        "haproxy_api_keys": API_KEYS, "haproxy_stats_password": STATS_PASSWORD})
+        "haproxy_api_keys": API_KEYS, "haproxy_stats_password": STATS_PASSWORD,
+        "_haproxy_stats_password_hash": crypt_hash(STATS_PASSWORD)})
     yield balancer
     balancer.stop()
 
@@ -392,6 +399,7 @@ def test_prometheus_metrics_need_no_password(secured):
 
 
 def test_the_stats_page_needs_its_password(secured):
+    assert STATS_PASSWORD not in secured.config.read_text()
     assert httpx.get(secured.metrics_url + "/stats", timeout=10).status_code == 401
     assert httpx.get(secured.metrics_url + "/stats", auth=("stats", "wrong"), timeout=10).status_code == 401
     assert httpx.get(secured.metrics_url + "/stats", auth=("stats", STATS_PASSWORD), timeout=10).status_code == 200
