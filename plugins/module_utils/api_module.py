@@ -12,6 +12,7 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.http import (
     HTTPX_IMPORT_ERROR,
     ApiError,
     HttpClient,
+    timeout_problem,
 )
 
 
@@ -45,8 +46,8 @@ def fail_with_api_error(module, error, **result):
 def check_connection_params(module):
     params = module.params
     for name in ("connect_timeout", "timeout"):
-        if params[name] <= 0:
-            module.fail_json(msg="%s must be a positive number of seconds (got %s)" % (name, params[name]))
+        if timeout_problem(name, params[name]):
+            module.fail_json(msg=timeout_problem(name, params[name]))
     if params["retries"] < 0 or params["retries"] > 10:
         module.fail_json(msg="retries must be between 0 and 10 (got %d)" % params["retries"])
 

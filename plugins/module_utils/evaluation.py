@@ -54,6 +54,8 @@ CASE_FIELDS = ("id", "description", "prompt", "messages", "system", "weight", "r
 THRESHOLD_DEFAULTS = {"min_score": 0.9, "max_score_drop": 0.05, "max_latency_ratio": 1.5, "max_ttft_ratio": None}
 SUITE_DEFAULTS = {"repetitions": 1, "concurrency": 1, "warmup": 1, "timeout": 60.0, "system": None, "options": {}}
 MAX_CONCURRENCY = 64
+# The run plans every request up front: a bound keeps a typo such as 10000000 from filling the memory.
+MAX_REPETITIONS = 1000
 MESSAGE_ROLES = ("system", "user", "assistant")
 RESERVED_OPTIONS = ("model", "messages", "stream", "stream_options")
 SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -388,7 +390,7 @@ class SuiteReader:
         self.mapping(value, "defaults", DEFAULT_FIELDS)
         defaults = dict(SUITE_DEFAULTS)
         readers = {
-            "repetitions": lambda v, f: self.integer(v, f, 1),
+            "repetitions": lambda v, f: self.integer(v, f, 1, MAX_REPETITIONS),
             "concurrency": lambda v, f: self.integer(v, f, 1, MAX_CONCURRENCY),
             "warmup": lambda v, f: self.integer(v, f, 0),
             "timeout": self.number,
@@ -438,7 +440,7 @@ class SuiteReader:
         system = self.string(item["system"], "system") if "system" in item else defaults["system"]
         messages = self.messages(item, system)
         weight = self.number(item["weight"], "weight") if "weight" in item else 1.0
-        repetitions = self.integer(item["repetitions"], "repetitions", 1) if "repetitions" in item \
+        repetitions = self.integer(item["repetitions"], "repetitions", 1, MAX_REPETITIONS) if "repetitions" in item \
             else defaults["repetitions"]
         options = dict(defaults["options"], **self.options(item.get("options"), "options"))
         checks = self.checks(item.get("checks"))

@@ -49,6 +49,8 @@ OPERATORS = {
 }
 NOT_RUN = "not run: "
 LISTED_NAMES = 10
+# The checks are planned up front, one per probe: a bound keeps a typo such as 10000000 from filling the memory.
+MAX_PROBES = 100
 
 
 def check(name, passed, value=None, expected=None, detail=""):

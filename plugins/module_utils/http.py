@@ -28,6 +28,8 @@ HAS_HTTPX = httpx is not None
 
 EXCERPT_CHARS = 200
 USER_AGENT = "namtech.internal_ai"
+# A socket takes neither NaN nor more than about 9.2e9 seconds; a day is far more than any wait here needs.
+MAX_TIMEOUT_SECONDS = 86400
 
 
 class ApiError(Exception):
@@ -102,6 +104,15 @@ def join_url(base_url, path):
     return base_url.rstrip("/") + "/" + path.lstrip("/")
 
 
+def timeout_problem(name, value):
+    """Why ``value`` cannot be the timeout ``name`` in seconds, or None when it can."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:  # not >: NaN too
+        return "%s must be a positive number of seconds (got %s)" % (name, value)
+    if value > MAX_TIMEOUT_SECONDS:
+        return "%s must be at most %d seconds (got %s)" % (name, MAX_TIMEOUT_SECONDS, value)
+    return None
+
+
 def validate_base_url(base_url):
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ApiError(
@@ -110,6 +121,27 @@ def validate_base_url(base_url):
     host = base_url.split("://", 1)[1].split("/", 1)[0]
     if not host or host.startswith(":"):
         raise ApiError("url %r has no host name; give it as http(s)://HOST[:PORT][/PREFIX]" % (base_url,))
+    try:
+        # httpx checks the port and the characters; a host name that IDNA cannot encode (a label over 63
+        # characters) would only fail when connecting, with a UnicodeError that httpx does not translate.
+        httpx.URL(base_url).host.encode("idna")
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise ApiError("url %r is not a valid URL (%s); give it as http(s)://HOST[:PORT][/PREFIX]"
+                       % (base_url, exc)) from None
+
+
+def check_utf8(text, what):
+    """Text that came from bytes that were not UTF-8 (surrogate escapes) cannot be sent."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError("%s must be valid UTF-8 text" % what) from None
+
+
+def check_header_value(value, what):
+    """httpx sends header values as ASCII: anything else would raise UnicodeEncodeError, a line break split them."""
+    if not (value.isascii() and value.isprintable()):
+        raise ApiError("%s must be printable ASCII characters: an HTTP header cannot carry others" % what)
 
 
 def server_error_message(payload):
@@ -164,7 +196,7 @@ def tls_context(validate_certs, ca_path, client_cert, client_key):
             context.verify_mode = ssl.CERT_NONE
         if client_cert:
             context.load_cert_chain(client_cert, client_key)
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: a NUL byte in a path
         raise ApiError(
             "cannot load the TLS files (ca_path=%s, client_cert=%s, client_key=%s): %s"
             % (ca_path, client_cert, client_key, exc)
@@ -192,12 +224,18 @@ class HttpClient:
         validate_base_url(base_url)
         if retries < 0:
             raise ApiError("retries must be 0 or more (got %d)" % retries)
+        for name, value in (("connect_timeout", connect_timeout), ("timeout", read_timeout)):
+            if timeout_problem(name, value):
+                raise ApiError(timeout_problem(name, value))
         self.base_url = base_url
         self.retries = retries
         self.backoff = backoff
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
         self._sleep = sleep
+        if username:
+            check_utf8(username, "url_username")
+            check_utf8(password or "", "url_password")
         self._client = httpx.Client(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             verify=tls_context(validate_certs, ca_path, client_cert, client_key),
@@ -211,8 +249,11 @@ class HttpClient:
     def _headers(token, extra):
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if token:
+            check_header_value(token, "api_token")
             headers["Authorization"] = "Bearer %s" % token
-        headers.update(extra or {})
+        for name, value in (extra or {}).items():
+            check_header_value(value, "the value of the %s header" % name)
+            headers[name] = value
         return headers
 
     def close(self):
@@ -229,9 +270,15 @@ class HttpClient:
 
     # -- sending -------------------------------------------------------------------------------
 
+    def _build_request(self, method, url, **parts):
+        try:
+            return self._client.build_request(method, url, **parts)
+        except (httpx.InvalidURL, ValueError) as exc:  # a URL too long, NaN or text that is not UTF-8 in the body
+            raise ApiError("%s %s: cannot make the request (%s)" % (method, url, exc), url=url) from None
+
     def _send(self, method, path, json_body=None, params=None, stream=False):
         url = self.url_for(path)
-        request = self._client.build_request(method, url, json=json_body, params=params)
+        request = self._build_request(method, url, json=json_body, params=params)
         attempt = 1
         while True:
             try:

@@ -77,6 +77,8 @@ DEFAULT_COVERAGE_QUERY = "min(prometheus_tsdb_lowest_timestamp_seconds)"
 DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+# Far above any real price, rate or token count; keeps the products of inputs far from where floats overflow.
+MAX_FIGURE = 1e15
 
 
 class CostInputError(ValueError):
@@ -107,6 +109,8 @@ def to_number(value, where):
         raise CostInputError("%s must be a number, got %r" % (where, value))
     if not math.isfinite(number):
         raise CostInputError("%s must be a finite number, got %r" % (where, value))
+    if abs(number) > MAX_FIGURE:
+        raise CostInputError("%s must be at most %g in size, got %r" % (where, MAX_FIGURE, value))
     return number
 
 

@@ -411,6 +411,7 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.run imp
     prune,
     run_backup,
 )
+from ansible_collections.namtech.internal_ai.plugins.module_utils.files import fail_on_nul_bytes_in_paths
 
 
 def source_spec():
@@ -491,6 +492,7 @@ def run(module, job):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    fail_on_nul_bytes_in_paths(module)
     check_libraries(module, module.params["destination"], module.params["encryption_key"])
     exit_with_result(module, lambda: run(module, job_from_params(module)))
 

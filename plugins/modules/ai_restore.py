@@ -258,6 +258,7 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.options
 )
 from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.qdrant import PRIORITIES
 from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.restore import RestoreJob, run_restore
+from ansible_collections.namtech.internal_ai.plugins.module_utils.files import fail_on_nul_bytes_in_paths
 
 
 def argument_spec():
@@ -309,9 +310,10 @@ def targets_from_params(params):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
+    fail_on_nul_bytes_in_paths(module)
     check_libraries(module, params["destination"], params["encryption_key"])
     for name, path in (params["directory_paths"] or {}).items():
-        if not isinstance(path, str) or not path.startswith("/"):
+        if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
             module.fail_json(msg="directory_paths.%s must be an absolute path (got %r)" % (name, path))
 
     def restore():

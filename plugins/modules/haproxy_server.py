@@ -142,6 +142,7 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.haproxy import
     HAProxyError,
     RuntimeApi,
 )
+from ansible_collections.namtech.internal_ai.plugins.module_utils.http import timeout_problem
 
 SNAPSHOT_FIELDS = ("state", "operational", "weight", "sessions", "queued", "status")
 
@@ -248,8 +249,8 @@ def run(module):
     if params["weight"] is not None and not 0 <= params["weight"] <= MAX_WEIGHT:
         module.fail_json(msg="weight must be between 0 and %d (got %d)" % (MAX_WEIGHT, params["weight"]))
     for name in ("timeout", "wait_timeout", "wait_interval"):
-        if params[name] <= 0:
-            module.fail_json(msg="%s must be a positive number of seconds (got %s)" % (name, params[name]))
+        if timeout_problem(name, params[name]):
+            module.fail_json(msg=timeout_problem(name, params[name]))
     targets = []
     for endpoint in params["runtime_api"]:
         api = RuntimeApi(endpoint, timeout=params["timeout"])

@@ -98,7 +98,7 @@ options:
     type: float
   repetitions:
     description:
-      - Run every case this many times, instead of the repetitions the suite sets.
+      - Run every case this many times (1 to 1000), instead of the repetitions the suite sets.
     type: int
   concurrency:
     description:
@@ -331,6 +331,7 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.evaluation imp
     HAS_YAML,
     JSONSCHEMA_IMPORT_ERROR,
     MAX_CONCURRENCY,
+    MAX_REPETITIONS,
     YAML_IMPORT_ERROR,
     BaselineError,
     EvaluationAborted,
@@ -346,7 +347,10 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.evaluation imp
     render_markdown,
     report_basename,
 )
-from ansible_collections.namtech.internal_ai.plugins.module_utils.files import write_atomically
+from ansible_collections.namtech.internal_ai.plugins.module_utils.files import (
+    fail_on_nul_bytes_in_paths,
+    write_atomically,
+)
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import ApiError
 from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import DEFAULT_URL as OLLAMA_URL
 from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import OllamaClient
@@ -368,8 +372,8 @@ def check_params(module):
     for name in ("max_latency_ratio", "max_ttft_ratio"):
         if params[name] is not None and params[name] <= 0:
             module.fail_json(msg="%s must be greater than 0 (got %s)" % (name, params[name]))
-    if params["repetitions"] is not None and params["repetitions"] < 1:
-        module.fail_json(msg="repetitions must be at least 1 (got %d)" % params["repetitions"])
+    if params["repetitions"] is not None and not 1 <= params["repetitions"] <= MAX_REPETITIONS:
+        module.fail_json(msg="repetitions must be between 1 and %d (got %d)" % (MAX_REPETITIONS, params["repetitions"]))
     if params["concurrency"] is not None and not 1 <= params["concurrency"] <= MAX_CONCURRENCY:
         module.fail_json(msg="concurrency must be between 1 and %d (got %d)" % (MAX_CONCURRENCY, params["concurrency"]))
     if params["engine"] == "openai":
@@ -493,6 +497,7 @@ def main():
         required_by=dict(API_REQUIRED_BY, baseline_url="baseline_model"),
         supports_check_mode=True,
     )
+    fail_on_nul_bytes_in_paths(module)
     check_params(module)
     suite = read_suite(module)
     baseline = baseline_from_file(module, suite) if module.params["baseline"] else None

@@ -62,7 +62,8 @@ options:
     type: bool
   probes:
     description:
-      - How many streamed chat requests must succeed, one after another. V(0) skips the probes (an embedding model).
+      - How many streamed chat requests (0 to 100) must succeed, one after another. V(0) skips the probes (an
+        embedding model).
       - A probe succeeds when its answer completes with some text within O(max_seconds) and its first token comes
         within O(max_ttft_seconds).
       - The probes stop at the first one that cannot reach the engine; the rest are reported as not run.
@@ -325,8 +326,8 @@ def check_probe_options(module):
     params = module.params
     if not params["model"].strip():
         module.fail_json(msg="model must not be empty")
-    if params["probes"] < 0:
-        module.fail_json(msg="probes must be 0 or more (got %d)" % params["probes"])
+    if not 0 <= params["probes"] <= health.MAX_PROBES:
+        module.fail_json(msg="probes must be between 0 and %d (got %d)" % (health.MAX_PROBES, params["probes"]))
     if params["max_tokens"] < 1:
         module.fail_json(msg="max_tokens must be 1 or more (got %d)" % params["max_tokens"])
     for name in ("max_seconds", "max_ttft_seconds"):

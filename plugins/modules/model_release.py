@@ -186,6 +186,7 @@ record:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.namtech.internal_ai.plugins.module_utils.files import fail_on_nul_bytes_in_paths
 from ansible_collections.namtech.internal_ai.plugins.module_utils.release import (
     ACTIONS,
     DEFAULT_ENGINE,
@@ -258,6 +259,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    fail_on_nul_bytes_in_paths(module)
     check_params(module)
     params = module.params
     path, action = params["path"], params["action"]

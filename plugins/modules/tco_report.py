@@ -408,7 +408,10 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.api_module imp
     fail_with_api_error,
     http_client_from_module,
 )
-from ansible_collections.namtech.internal_ai.plugins.module_utils.files import write_atomically
+from ansible_collections.namtech.internal_ai.plugins.module_utils.files import (
+    fail_on_nul_bytes_in_paths,
+    write_atomically,
+)
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import ApiError
 from ansible_collections.namtech.internal_ai.plugins.module_utils.tco import (
     DEFAULT_COVERAGE_QUERY,
@@ -644,6 +647,7 @@ def main():
         required_by=API_REQUIRED_BY,
         supports_check_mode=True,
     )
+    fail_on_nul_bytes_in_paths(module)
     params = module.params
     now = time.time()
     try:

@@ -140,7 +140,8 @@ GOOD_CASE = "  - id: ok\n    prompt: q\n    checks: [{contains: a}]\n"
     ("name: s\ncases:\n" + GOOD_CASE + "  - id: x\n    prompt: q\n" + GOOD_CASE,
      "suite s.yml: cases[2] (id 'ok'), field 'id': duplicate id 'ok', already used by cases[0]"),
     ("name: s\ncases:\n  - id: c\n    prompt: q\n    repetitions: three\n",
-     "suite s.yml: cases[0] (id 'c'), field 'repetitions': must be an integer of at least 1, got the string 'three'"),
+     "suite s.yml: cases[0] (id 'c'), field 'repetitions': must be an integer between 1 and 1000, got the string "
+     "'three'"),
     ("name: s\ncases:\n  - id: c\n    prompt: q\n    weight: 0\n",
      "suite s.yml: cases[0] (id 'c'), field 'weight': must be a number greater than 0, got the number 0"),
     ("name: s\ncases:\n  - id: c\n    prompt: q\n    checks: [{contains: 7}]\n",

@@ -290,7 +290,7 @@ def test_without_jsonschema_other_suites_still_run(evaluate, monkeypatch):
     ({"min_score": 1.5}, "min_score must be between 0 and 1 (got 1.5)"),
     ({"max_score_drop": -0.1}, "max_score_drop must be between 0 and 1 (got -0.1)"),
     ({"max_latency_ratio": 0}, "max_latency_ratio must be greater than 0 (got 0.0)"),
-    ({"repetitions": 0}, "repetitions must be at least 1 (got 0)"),
+    ({"repetitions": 0}, "repetitions must be between 1 and 1000 (got 0)"),
     ({"concurrency": 65}, "concurrency must be between 1 and 64 (got 65)"),
     ({"model": " "}, "model must not be empty"),
     ({"engine": "openai", "url": "http://127.0.0.1:8000/v1/"},

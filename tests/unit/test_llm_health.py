@@ -443,7 +443,7 @@ def test_the_message_lists_failures_that_ran_and_counts_the_rest():
      "require_loaded only applies to engine=ollama; vLLM loads its model when it starts"),
     ({"expected_digest": "abc"}, "expected_digest must be 64 hex digits, optionally prefixed with sha256: (got 'abc'); "
                                  "copy it from ollama list, ollama_info or ollama_model's result"),
-    ({"probes": -1}, "probes must be 0 or more (got -1)"),
+    ({"probes": -1}, "probes must be between 0 and 100 (got -1)"),
     ({"max_tokens": 0}, "max_tokens must be 1 or more (got 0)"),
     ({"max_ttft_seconds": 0}, "max_ttft_seconds must be a positive number of seconds (got 0.0)"),
     ({"model": " "}, "model must not be empty"),

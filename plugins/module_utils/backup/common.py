@@ -154,8 +154,8 @@ def subprocess_runner(argv, environ_update=None, cwd=None):
     try:
         # an argument list, never a shell
         completed = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
-    except OSError as exc:
-        return 127, "", "%s: %s" % (argv[0], exc.strerror or exc)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
+        return 127, "", "%s: %s" % (argv[0], getattr(exc, "strerror", None) or exc)
     return completed.returncode, completed.stdout, completed.stderr
 
 
@@ -166,8 +166,8 @@ def module_runner(module):
         try:
             return module.run_command(argv, environ_update=environ_update, cwd=cwd, expand_user_and_vars=False,
                                       handle_exceptions=False)
-        except OSError as exc:
-            return 127, "", "%s: %s" % (argv[0], exc.strerror or exc)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
+            return 127, "", "%s: %s" % (argv[0], getattr(exc, "strerror", None) or exc)
 
     return run
 

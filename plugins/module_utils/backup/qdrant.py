@@ -13,10 +13,12 @@ from urllib.parse import quote
 
 from ansible_collections.namtech.internal_ai.plugins.module_utils.backup.common import CHUNK_SIZE
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import (
+    ApiError,
     ConnectionFailed,
     HttpClient,
     MalformedResponse,
     RequestTimeout,
+    check_utf8,
     decode_json_text,
     httpx,
     require_field,
@@ -51,8 +53,8 @@ class StreamingHttpClient(HttpClient):
     def upload(self, path, field, filename, fileobj, params=None):
         """``POST path`` with ``fileobj`` as a multipart form field (read in chunks); the JSON answer."""
         url = self.url_for(path)
-        request = self._client.build_request("POST", url, params=params,
-                                             files={field: (filename, fileobj, "application/octet-stream")})
+        request = self._build_request("POST", url, params=params,
+                                      files={field: (filename, fileobj, "application/octet-stream")})
         try:
             response = self._client.send(request)
         except httpx.TimeoutException:
@@ -73,6 +75,12 @@ def qdrant_http(url, *, api_key=None, timeout=300.0, connect_timeout=10.0, valid
 
 
 def _segment(name):
+    # quote() leaves dots alone, and a URL resolves "." and ".." segments: /collections/../snapshots is the
+    # full-storage snapshot, /collections/docs/snapshots/.. the collection itself.
+    if name in ("", ".", ".."):
+        raise ApiError("%r cannot be a Qdrant collection or snapshot name: in a URL it would mean another path"
+                       % (name,))
+    check_utf8(name, "Qdrant collection or snapshot name %r" % (name,))
     return quote(name, safe="")
 
 

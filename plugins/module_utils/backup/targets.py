@@ -76,6 +76,8 @@ def differences(path, entry, is_root):
         st = os.lstat(path)
     except FileNotFoundError:
         return ["missing"]
+    except OSError as exc:  # a file where a directory should be, a name too long...
+        raise BackupError(describe_os_error("inspect", path, exc) + ". Nothing was changed") from None
     kinds = {"file": stat.S_ISREG, "dir": stat.S_ISDIR, "symlink": stat.S_ISLNK}
     if not kinds[entry["type"]](st.st_mode):
         return ["type"]
