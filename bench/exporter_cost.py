@@ -195,16 +195,17 @@ def scrape_rows(node, scraped, recorded, engine_part, args):
     for name, (durations, size, samples) in scraped.items():
         rows.append("| %s | %s | %s | %d | %d |" % (name, milliseconds(percentile(durations, 0.5)),
                                                     milliseconds(percentile(durations, 0.99)), size, samples))
-    (llm, llm_size, _), (plain, plain_size, _) = scraped["llm_exporter"], scraped["node_exporter"]
+    llm, llm_size = scraped["llm_exporter"][:2]
+    plain, plain_size = scraped["node_exporter"][:2]
+    comparison = (ratio(percentile(llm, 0.5), percentile(plain, 0.5)),
+                  ratio(percentile(llm, 0.99), percentile(plain, 0.99)), ratio(llm_size, plain_size), args.scrapes)
     rows += ["", "Ratio llm_exporter / node_exporter: p50 %s, p99 %s, bytes %s (%d scrapes each, alternated, "
-             "one kept-alive connection each)." % (ratio(percentile(llm, 0.5), percentile(plain, 0.5)),
-                                                 ratio(percentile(llm, 0.99), percentile(plain, 0.99)),
-                                                 ratio(llm_size, plain_size), args.scrapes),
+             "one kept-alive connection each)." % comparison,
              "", "| Prometheus' scrape_duration_seconds over the window | p50 ms | p99 ms | scrapes |",
              "| --- | ---: | ---: | ---: |"]
     for job, (p50, p99, count) in recorded.items():
-        rows.append("| job %s | %s | %s | %s |" % (job, milliseconds(p50), milliseconds(p99),
-                                                  "n/a" if count is None else "%d" % count))
+        scrapes = "n/a" if count is None else "%d" % count
+        rows.append("| job %s | %s | %s | %s |" % (job, milliseconds(p50), milliseconds(p99), scrapes))
     rows += ["", "Ratio llm_exporter / node: p50 %s, p99 %s. Of an llm_exporter scrape, its requests to the engine "
              "took %s ms on average (namtech_llm_scrape_duration_seconds)."
              % (ratio(recorded["llm_exporter"][0], recorded["node"][0]),

@@ -100,12 +100,12 @@ def run_bounded(command: list[str], timeout: float) -> tuple[int | None, str]:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                errors="replace", start_new_session=True)
     try:
-        _, stderr = process.communicate(timeout=timeout)
+        stderr = process.communicate(timeout=timeout)[1]
         return process.returncode, stderr
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         try:
-            _, stderr = process.communicate(timeout=10)
+            stderr = process.communicate(timeout=10)[1]
         except subprocess.TimeoutExpired:  # a helper that left the process group still holds the pipe
             process.wait()
             stderr = "(unread: a Chromium helper outside its process group kept stderr open)"

@@ -163,8 +163,8 @@ class _SmtpSession(socketserver.StreamRequestHandler):
             return "501 5.5.4 EHLO needs a domain"
         self.greeted = True
         self.reset_transaction()
-        return "250-%s greets %s\r\n250-SIZE %d\r\n250 8BITMIME" % (self.sink.hostname, argument[:100],
-                                                                       self.sink.max_message_bytes)
+        greeting = (self.sink.hostname, argument[:100], self.sink.max_message_bytes)
+        return "250-%s greets %s\r\n250-SIZE %d\r\n250 8BITMIME" % greeting
 
     def helo(self, argument: str) -> str:
         if not argument:

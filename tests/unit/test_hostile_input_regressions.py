@@ -59,9 +59,11 @@ def test_a_url_that_cannot_be_parsed_fails_cleanly(run_module, url):
     fails_saying(run_module(ollama_info, {"url": url, "retries": 0}), "url %r is not a valid URL" % url)
 
 
-@pytest.mark.parametrize(("json_body", "params"), [({"temperature": float("nan")}, None),
-                                                  ({"prompt": "caf\udce9"}, None),
-                                                  (None, {"query": "x" * 70000})])
+UNBUILDABLE_REQUESTS = [({"temperature": float("nan")}, None), ({"prompt": "caf\udce9"}, None),
+                        (None, {"query": "x" * 70000})]
+
+
+@pytest.mark.parametrize(("json_body", "params"), UNBUILDABLE_REQUESTS)
 def test_a_request_httpx_cannot_build_is_an_api_error(server, json_body, params):
     with HttpClient(server.url, retries=0) as client, pytest.raises(ApiError, match="cannot make the request"):
         client.request_json("POST", "/api/v1/query", json_body=json_body, params=params)
@@ -135,4 +137,3 @@ def test_a_qdrant_collection_named_like_a_dot_segment_sends_nothing(server, coll
     with qdrant_http(server.url, retries=0) as http, pytest.raises(ApiError, match="cannot be a Qdrant collection"):
         QdrantClient(http).create_snapshot(collection)
     assert server.requests == []
-
