@@ -60,9 +60,12 @@ DEFAULT_GENERATED_TOKENS_QUERY = (
     'sum by (model, node) (label_replace(increase(vllm:generation_tokens_total[$window]), "model", "$1", '
     '"model_name", "(.+)") or increase(namtech_llm_generated_tokens_total[$window]))'
 )
+# llm_meter counts every request it relays, the load balancers' health checks too: only the answered generations
+# and embeddings count here, as vLLM's request_success_total does.
 DEFAULT_REQUESTS_QUERY = (
     'sum by (model, node) (label_replace(increase(vllm:request_success_total[$window]), "model", "$1", '
-    '"model_name", "(.+)") or increase(namtech_llm_requests_total[$window]))'
+    '"model_name", "(.+)") or increase(namtech_llm_requests_total{code="200", path=~"/api/generate|/api/chat|'
+    '/api/embed|/v1/chat/completions|/v1/completions|/v1/embeddings"}[$window]))'
 )
 # Average watts per node; each query measures another part of the machine and the parts are added: the CPU
 # packages and the memory (RAPL, from node_exporter), and the GPUs.

@@ -550,12 +550,17 @@ DEFAULT_TOKEN_QUERIES = {"prompt_tokens": tco.DEFAULT_PROMPT_TOKENS_QUERY,
 def test_default_queries_give_what_prometheus_would_answer(tmp_path):
     cases = []
     for kind, (vllm, ollama) in TOKEN_SERIES.items():
-        # Over 10 minutes: vLLM serves m1 on ai1 (1000), the Ollama exporter m1 on ai1 too (200) and m2 on ai2 (500).
-        cases.append(promql_case(DEFAULT_TOKEN_QUERIES[kind], [
-            ('%s{model_name="m1",node="ai1",job="vllm",engine="0"}' % vllm, "0+100x10"),
-            ('%s{model="m1",node="ai1",job="llm_exporter"}' % ollama, "0+20x10"),
-            ('%s{model="m2",node="ai2",job="llm_exporter"}' % ollama, "0+50x10"),
-        ], [('{model="m1",node="ai1"}', 1200), ('{model="m2",node="ai2"}', 500)]))
+        # Over 10 minutes: vLLM serves m1 on ai1 (1000), the Ollama meter m1 on ai1 too (200) and m2 on ai2 (500).
+        # The meter's request counter also has the load balancers' health checks and failed generations, which are
+        # no requests served.
+        meter_labels = ',code="200",path="/api/generate"' if kind == "requests" else ""
+        not_served = [('%s{model="",node="ai1",job="llm_meter",code="200",path="/api/version"}' % ollama, "0+60x10"),
+                      ('%s{model="m1",node="ai1",job="llm_meter",code="500",path="/api/chat"}' % ollama, "0+3x10")]
+        served = [('%s{model_name="m1",node="ai1",job="vllm",engine="0"}' % vllm, "0+100x10"),
+                  ('%s{model="m1",node="ai1",job="llm_meter"%s}' % (ollama, meter_labels), "0+20x10"),
+                  ('%s{model="m2",node="ai2",job="llm_meter"%s}' % (ollama, meter_labels), "0+50x10")]
+        cases.append(promql_case(DEFAULT_TOKEN_QUERIES[kind], served + (not_served if kind == "requests" else []),
+                                 [('{model="m1",node="ai1"}', 1200), ('{model="m2",node="ai2"}', 500)]))
     # RAPL: two packages at 3000 and 1800 J a minute are 50 + 30 W; 600 J of DRAM a minute 10 W. The core zone is
     # inside the package and is not counted again.
     rapl = [('node_rapl_package_joules_total{node="ai1",index="0"}', "0+3000x10"),
