@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 from lab.inventory import LAB_AUTH_HEADERS
+from lab.proc import wait_for
 from lab.traffic import Traffic
 
 pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama")]
@@ -38,21 +39,13 @@ def server_rows(lab, lb):
     return rows
 
 
-def wait_for(condition, timeout, interval=0.05):
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            pytest.fail("condition not met within %ss" % timeout)
-        time.sleep(interval)
-    return time.monotonic() - started
-
-
 @pytest.fixture(scope="module")
 def balanced(deployed):
     """The AI nodes serve Ollama and every load balancer fronts them."""
     lab = deployed
     lb = lab.group("loadbalancers")[0]
-    wait_for(lambda: all(row["status"].startswith("UP") for row in server_rows(lab, lb).values()), timeout=30)
+    wait_for(lambda: all(row["status"].startswith("UP") for row in server_rows(lab, lb).values()), timeout=30,
+             interval=0.05)
     return {"lb": lb, "url": "http://%s:%d" % (lab.hosts[lb].address, ENGINE_PORT), }
 
 
@@ -73,11 +66,11 @@ def test_a_stopped_engine_leaves_rotation_within_3s_and_clients_see_no_error(lab
         assert load.wait_for_answers(5, timeout=10)
         lab.ssh(node, "systemctl stop ollama")
         stopped = time.monotonic()
-        wait_for(lambda: server_rows(lab, balanced["lb"])[node]["status"].startswith("DOWN"), timeout=10)
+        wait_for(lambda: server_rows(lab, balanced["lb"])[node]["status"].startswith("DOWN"), timeout=10, interval=0.05)
         left_rotation = time.monotonic() - stopped
         assert load.wait_for_answers(5, timeout=10)
         lab.ssh(node, "systemctl start ollama")
-        wait_for(lambda: server_rows(lab, balanced["lb"])[node]["status"].startswith("UP"), timeout=30)
+        wait_for(lambda: server_rows(lab, balanced["lb"])[node]["status"].startswith("UP"), timeout=30, interval=0.05)
     assert left_rotation < 3, "the stopped node stayed in rotation %.1fs" % left_rotation
     assert load.failures == []
     assert load.ok > 10

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 from lab.inventory import LAB_AUTH_HEADERS
+from lab.proc import wait_for
 from lab.traffic import Traffic
 
 pytestmark = [pytest.mark.topology("cluster"), pytest.mark.engine("ollama")]
@@ -20,19 +21,10 @@ def holder(lab, vip):
     return None
 
 
-def wait_for(condition, timeout, interval=0.05):
-    started = time.monotonic()
-    while not (found := condition()):
-        if time.monotonic() - started > timeout:
-            pytest.fail("condition not met within %ss" % timeout)
-        time.sleep(interval)
-    return found
-
-
 @pytest.fixture(scope="module")
 def shared_vip(deployed):
     lab = deployed
-    return wait_for(lambda: holder(lab, lab.vip), timeout=15)
+    return wait_for(lambda: holder(lab, lab.vip), timeout=15, interval=0.05)
 
 
 def test_the_virtual_ip_serves_the_ai_endpoint(lab, shared_vip):
@@ -48,7 +40,7 @@ def test_stopping_haproxy_on_the_holder_moves_the_virtual_ip(lab, shared_vip):
         stopped = time.monotonic()
         lab.ssh(first, "systemctl stop haproxy")
         try:
-            wait_for(lambda: holder(lab, lab.vip) == other, timeout=15)
+            wait_for(lambda: holder(lab, lab.vip) == other, timeout=15, interval=0.05)
             moved = time.monotonic() - stopped
             assert load.wait_for_answers(10, timeout=10)
         finally:

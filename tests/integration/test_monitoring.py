@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from lab.proc import wait_for
 from lab.smtp_sink import SmtpSink
 
 # Three runs of the playbook on eight hosts: well beyond the default 300 s per test on a busy machine.
@@ -48,18 +49,6 @@ NOTIFY_WITHIN_S = 90
 def recap_changed(output):
     """The sum of changed= over the PLAY RECAP lines of an ansible-playbook run."""
     return sum(int(count) for count in re.findall(r"changed=(\d+)", output.split("PLAY RECAP", 1)[-1]))
-
-
-def wait_for(condition, timeout, interval=0.5):
-    """The condition's first truthy value; fails the test when none came within timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met within %ss" % timeout)
-        time.sleep(interval)
 
 
 class WebhookReceiver:

@@ -6,21 +6,12 @@ an inventory layered on the lab's, as an operator adds a host to theirs, scales 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import yaml
+from lab.proc import wait_for
 from lab.traffic import Traffic
 
 pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama")]
-
-
-def wait_for(condition, timeout, interval=0.1):
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            pytest.fail("condition not met within %ss" % timeout)
-        time.sleep(interval)
 
 
 def backend_row(lab, lb, node):
@@ -61,7 +52,7 @@ def test_scale_in_then_out_under_load_fails_no_request(lab, balanced):
         assert lab.ssh(node, "systemctl is-active ollama", check=False).stdout.strip() != "active"
         assert load.wait_for_answers(5, timeout=30)
         lab.run_playbook("playbooks/scale_out.yml", {"scale_out_nodes": [node]}, timeout=900)
-        wait_for(lambda: (backend_status(lab, lb, node) or "").startswith("UP"), timeout=30)
+        wait_for(lambda: (backend_status(lab, lb, node) or "").startswith("UP"), timeout=30, interval=0.1)
         assert load.wait_for_answers(5, timeout=30)
     assert load.failures == []
     assert lab.ssh(node, "systemctl is-active ollama").stdout.strip() == "active"
@@ -96,7 +87,7 @@ def test_a_fourth_node_scales_out_serves_and_scales_in_under_load(lab, spare_nod
         assert load.wait_for_answers(5, timeout=30)
         lab.run_playbook("playbooks/scale_out.yml", {"scale_out_nodes": [node]}, args=layered, timeout=1200)
         for lb in balancers:
-            wait_for(lambda lb=lb: (backend_status(lab, lb, node) or "").startswith("UP"), timeout=30)
+            wait_for(lambda lb=lb: (backend_status(lab, lb, node) or "").startswith("UP"), timeout=30, interval=0.1)
         # Whichever load balancer holds the virtual IP serves: count the node's sessions on all of them.
         served_before = sum(sessions_served(lab, lb, node) for lb in balancers)
         wait_for(lambda: sum(sessions_served(lab, lb, node) for lb in balancers) > served_before + 5, timeout=60,

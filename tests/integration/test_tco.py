@@ -19,7 +19,10 @@ import httpx
 import pytest
 import yaml
 from lab.inventory import LAB_AUTH_HEADERS
+from lab.proc import wait_for
 from lab.screenshot import find_chromium, png_summary, render_to_png
+
+from ansible_collections.namtech.internal_ai.plugins.module_utils.prometheus_text import parse_samples
 
 pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama"), pytest.mark.timeout(1800)]
 
@@ -45,17 +48,6 @@ REQUESTS = 90
 WORKERS = 3
 SECONDS_BETWEEN_REQUESTS = 3.0
 TOLERANCE = 0.05
-
-
-def wait_for(condition, timeout, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met within %ss" % timeout)
-        time.sleep(interval)
 
 
 def write_overlay(path: Path) -> None:
@@ -100,13 +92,11 @@ def metered_tokens(lab):
 
 def meter_totals(lab):
     """(prompt, generated) tokens as the meters on the AI nodes count them, read from their own /metrics."""
-    totals = [0.0, 0.0]
-    for node in lab.group("ai_nodes"):
-        text = httpx.get("http://%s:9779/metrics" % lab.hosts[node].address, timeout=10).text
-        for position, metric in enumerate(("namtech_llm_prompt_tokens_total", "namtech_llm_generated_tokens_total")):
-            totals[position] += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                                    if line.startswith((metric + "{", metric + " ")))
-    return tuple(totals)
+    samples = [sample for node in lab.group("ai_nodes")
+               for sample in parse_samples(httpx.get("http://%s:9779/metrics" % lab.hosts[node].address,
+                                                     timeout=10).text)]
+    return tuple(sum(sample["value"] for sample in samples if sample["name"] == metric)
+                 for metric in ("namtech_llm_prompt_tokens_total", "namtech_llm_generated_tokens_total"))
 
 
 def meters_settled(lab, expected, timeout=15):

@@ -46,6 +46,19 @@ def run(
     return done
 
 
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.5):
+    """The first truthy value of ``condition``, polled every ``interval`` seconds; AssertionError (a failed test)
+    when none came within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within %ss" % timeout)
+        time.sleep(interval)
+
+
 def wait_until(condition: Callable[[], bool], *, deadline_s: float, what: str, interval_s: float = 0.5) -> float:
     """Poll ``condition`` until it holds; return the seconds waited or raise when the deadline passes."""
     start = time.monotonic()
