@@ -9,10 +9,14 @@ the live data: rows, an md5 over the embeddings and nearest neighbours; Chroma's
 second server on the restored copy; Qdrant's points; sha256 of every file. verify_backup.yml runs the restore
 drill and catches a difference. Faults: a wrong key and a damaged part on S3 are refused before anything changes;
 S3 going away in the middle of an upload publishes nothing and the next run succeeds (and prunes the leftovers).
+A new machine (the spare lab host, replaced by a fresh container and disk) gets an AI node's models from S3 while
+the model is gone from the registry, and the ollama role then deploys it without a pull; it also gets the storage
+host's Chroma directory.
 
 Run: cd /work/main && LAB_REUSE=1 PYTHONPATH=tests:bench:.build .venv/bin/pytest tests/integration/test_backup.py -rs
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
-from lab import storage
+from lab import artifact_host, storage
 from lab.core import Lab
 from lab.proc import wait_until
 
@@ -45,6 +49,7 @@ KEY = "lab-only-backup-key-not-a-secret"
 WRONG_KEY = "a-different-key-of-enough-length"
 MODEL = "lab-chat:v1"
 MODELS_DIR = "/srv/lab-disk/ollama/models"
+PINNED_MANIFEST = "manifests/registry.ollama.ai/library/lab-chat/v1"  # MODEL's, in the store
 CONFIG_DIR = "/etc/systemd/system/ollama.service.d"
 RESTORED_CHROMA_PORT = 8001
 RESTORED_CHROMA_UNIT = "nti-test-chroma-restored"
@@ -75,10 +80,10 @@ class Site:
     verbose_outputs: list[str] = field(default_factory=list)
 
     def playbook(self, name: str, extra_vars: dict | None = None, *, expect_rc: int = 0, timing: str = "",
-                 verbose: bool = False):
+                 verbose: bool = False, args: tuple[str, ...] = ()):
         started = time.monotonic()
         done = self.lab.run_playbook(PLAYBOOKS / name, extra_vars, env=ENV,
-                                     args=("-i", str(self.overlay), *(["-vvv"] if verbose else [])),
+                                     args=("-i", str(self.overlay), *args, *(["-vvv"] if verbose else [])),
                                      check=False, timeout=900)
         if timing:
             self.timings[timing] = time.monotonic() - started
@@ -370,6 +375,101 @@ def test_config_and_model_files_restore_byte_for_byte(restored: Site) -> None:
     assert restored_models == {path: live_models[path] for path in restored_models}
     for blob in blobs:
         assert restored_models[blob].split(" ")[1] == blob.removeprefix("blobs/sha256-")
+
+
+# -- a new node --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def new_node(backed_up: Site) -> Iterator[str]:
+    """The spare lab host replaced by a new machine (base image, empty disk); replaced again afterwards."""
+    spares = backed_up.lab.group("spare_ai_nodes")
+    if not spares:
+        pytest.skip("this topology has no spare host to stand for a new node (the cluster has ai4)")
+    backed_up.lab.replace_host(spares[0])
+    try:
+        yield spares[0]
+    finally:
+        backed_up.lab.replace_host(spares[0])
+
+
+@contextlib.contextmanager
+def gone_upstream(lab: Lab, model: str) -> Iterator[str]:
+    """The model's manifest removed from the lab's registry, as when a pinned version is no longer published."""
+    name, tag = model.split(":")
+    path = f"{artifact_host.REMOTE_ROOT}/v2/library/{name}/manifests/{tag}"
+    host = lab.group("artifacts")[0]
+    lab.ssh(host, ["mv", path, path + ".gone"])
+    try:
+        yield f"http://{lab.hosts[host].address}:{artifact_host.PORT}/v2/library/{name}/manifests/{tag}"
+    finally:
+        lab.ssh(host, ["mv", path + ".gone", path])
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_new_node_gets_its_pinned_model_from_s3_when_it_is_gone_upstream(backed_up: Site, new_node: str,
+                                                                            tmp_path: Path) -> None:
+    """An AI node's models go to S3; a new machine restores them and the ollama role deploys it without a pull."""
+    site, source = backed_up, backed_up.node
+    to_s3 = {"backup_destination": storage.s3_destination(site.lab, site.prefix), "backup_encryption_key": KEY}
+    site.playbook("backup.yml", {"backup_hosts": source, **to_s3}, timing="backup.yml (AI node to S3)")
+    backup_id = site.s3_get(source, "latest").decode().strip()
+    assert site.lab.ssh(new_node, ["test", "-e", MODELS_DIR], check=False).returncode == 1, "not a new machine"
+
+    as_ai_node = tmp_path / "new-node.yml"
+    as_ai_node.write_text(yaml.safe_dump({"all": {"children": {"ai_nodes": {"hosts": {new_node: None}}}}}))
+    with gone_upstream(site.lab, MODEL) as manifest_url:
+        assert http_status(manifest_url) == 404
+        site.playbook("restore.yml", {"restore_hosts": new_node, "restore_name": source, "restore_backup": backup_id,
+                                      "restore_sources": ["models"], "restore_destination": to_s3["backup_destination"],
+                                      "restore_encryption_key": KEY}, timing="restore.yml (models onto a new node)")
+        site.playbook("ai_nodes.yml", args=("-i", str(as_ai_node), "--limit", new_node),
+                      timing="ai_nodes.yml (the new node, model already restored)")
+
+    pinned = pinned_digest(site.lab)
+    with urllib.request.urlopen(f"http://{site.lab.hosts[new_node].address}:11434/api/tags", timeout=10) as response:
+        served = {model["name"]: model["digest"] for model in json.loads(response.read())["models"]}
+    assert served.get(MODEL) == pinned, served
+    answer = generate(site.lab.hosts[new_node].address, "assistant")
+    assert answer["done"] and answer["response"], answer
+    live, on_new_node = tree_digests(site, source, MODELS_DIR), tree_digests(site, new_node, MODELS_DIR)
+    pinned_files = {PINNED_MANIFEST, *model_blobs(site, source)}
+    assert {path: on_new_node.get(path) for path in pinned_files} == {path: live[path] for path in pinned_files}
+
+
+def generate(address: str, model: str) -> dict:
+    body = json.dumps({"model": model, "prompt": "Say hello.", "stream": False}).encode()
+    request = urllib.request.Request(f"http://{address}:11434/api/generate", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def model_blobs(site: Site, host: str) -> set[str]:
+    """The blobs the pinned model's manifest names, as paths under the model store."""
+    manifest = json.loads(site.ssh(host, ["cat", f"{MODELS_DIR}/{PINNED_MANIFEST}"]))
+    return {"blobs/" + layer["digest"].replace(":", "-") for layer in [manifest["config"], *manifest["layers"]]}
+
+
+def test_a_new_node_gets_the_vector_store_directory_back_from_s3(backed_up: Site, new_node: str) -> None:
+    """The storage host's Chroma directory restored onto a new machine equals the same backup restored at home."""
+    site = backed_up
+    backup_id = site.backup_ids[site.storage_host]
+    fresh = {"restore_name": site.storage_host, "restore_backup": backup_id, "restore_sources": ["chroma"],
+             "restore_destination": storage.s3_destination(site.lab, site.prefix), "restore_encryption_key": KEY,
+             "restore_directory_paths": {"chroma": f"{SCRATCH}/chroma-new-node"}}
+    site.playbook("restore.yml", {"restore_hosts": new_node, **fresh}, timing="restore.yml (Chroma onto a new node)")
+    site.playbook("restore.yml", {"restore_hosts": site.storage_host, **fresh})
+    at_home = tree_digests(site, site.storage_host, f"{SCRATCH}/chroma-new-node")
+    assert at_home and any(path.endswith("chroma.sqlite3") for path in at_home), at_home
+    assert tree_digests(site, new_node, f"{SCRATCH}/chroma-new-node") == at_home
 
 
 # -- the restore drill --------------------------------------------------------------------------------------------

@@ -135,6 +135,17 @@ class Lab(Faults):
             changes += environment_step(self.ensure_container, spec, image_ref)
         return changes
 
+    def replace_host(self, name: str) -> UpReport:
+        """Swap a host for a new machine: same name and address, the base image and an empty disk."""
+        spec = self.hosts[name]
+        with lab_lock():
+            if podman.inspect_container(spec.container) is not None:
+                podman.remove_container(spec.container)
+            if podman.volume_exists(spec.volume):
+                podman.remove_volume(spec.volume)
+            (DISK_DIR / f"{spec.name}.img").unlink(missing_ok=True)
+            return self.up_locked()
+
     def refuse_other_lab(self) -> None:
         labels = running_lab_labels()
         if labels is None:
