@@ -52,16 +52,18 @@ def check_connection_params(module):
         module.fail_json(msg="retries must be between 0 and 10 (got %d)" % params["retries"])
 
 
-def http_client_from_module(module, url=None, read_timeout=None):
+def http_client_from_module(module, url=None, read_timeout=None, **options):
     """An ``HttpClient`` built from the module's connection options; fails the module on bad options.
 
     ``url`` and ``read_timeout``, when given, stand in for the module's ``url`` and ``timeout``: a second server
-    reached with the same options, or a shorter wait than the module's.
+    reached with the same options, or a shorter wait than the module's. ``options`` replace connection options by
+    name (``api_token``, ``url_username``, ``url_password``, ``ca_path``...) for a second server with a login of
+    its own.
     """
     if not HAS_HTTPX:
         module.fail_json(msg=missing_required_lib("httpx"), exception=HTTPX_IMPORT_ERROR)
     check_connection_params(module)
-    params = module.params
+    params = dict(module.params, **options)
     try:
         return HttpClient(
             params["url"] if url is None else url,

@@ -27,6 +27,7 @@ else:
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import (
     ApiError,
     ConnectionFailed,
+    HttpStatusError,
     MalformedResponse,
     RequestTimeout,
 )
@@ -276,7 +277,15 @@ class PrometheusClient:
         self.http = http
 
     def query(self, promql):
-        answer = self.http.get_json("/api/v1/query", params={"query": promql})
+        try:
+            answer = self.http.get_json("/api/v1/query", params={"query": promql})
+        except HttpStatusError as exc:
+            if exc.status not in (401, 403):
+                raise
+            raise HttpStatusError(
+                "%s. Prometheus wants a login (its web configuration has users): set prometheus_username and "
+                "prometheus_password to one of them" % exc, url=exc.url, status=exc.status,
+                server_error=exc.server_error) from None
         where = "GET %s?query=%s" % (self.http.url_for("/api/v1/query"), promql)
         if not isinstance(answer, dict):
             raise MalformedResponse("%s: expected a JSON object, got %s" % (where, type(answer).__name__))

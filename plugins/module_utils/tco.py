@@ -43,6 +43,7 @@ HOST_FIELDS = (
 SITE_FIELDS = (
     "report_currency", "exchange_rates", "fixed_costs_per_month", "groups", "tier", "window", "end",
     "prometheus_url", "prometheus_api_token", "prometheus_validate_certs", "prometheus_ca_path",
+    "prometheus_username", "prometheus_password",
     "prompt_tokens_query", "generated_tokens_query", "requests_query", "power_queries", "utilisation_query",
     "coverage_query", "usage", "default_input_share", "cloud_prices", "cloud_prices_file", "cloud_prices_read_on",
     "compare_models", "planned_inventory", "planned_tier", "planned_fixed_costs_per_month", "report_dir",

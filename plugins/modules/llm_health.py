@@ -99,9 +99,25 @@ options:
     default: false
   prometheus_url:
     description:
-      - Root URL of Prometheus, for O(prometheus_checks). Queried at C(/api/v1/query) without authentication, with
-        the module's O(validate_certs), O(ca_path), O(connect_timeout), O(timeout), O(retries) and O(use_proxy).
+      - Root URL of Prometheus, for O(prometheus_checks). Queried at C(/api/v1/query) with O(prometheus_username)
+        and O(prometheus_password) when given (never with O(api_token), O(url_username) or O(client_cert), which
+        are the engine's), and with the module's O(validate_certs), O(connect_timeout), O(timeout), O(retries) and
+        O(use_proxy).
     type: str
+  prometheus_username:
+    description:
+      - User for HTTP basic authentication to Prometheus, when its web configuration has users
+        (C(prometheus_web_users) of the C(prometheus) role).
+    type: str
+  prometheus_password:
+    description:
+      - Its password. Never logged.
+    type: str
+  prometheus_ca_path:
+    description:
+      - PEM file of the CA that signed Prometheus's certificate, for an C(https://) O(prometheus_url). Without it,
+        O(ca_path) applies, then the system's trust store.
+    type: path
   prometheus_checks:
     description:
       - Instant queries whose value must compare with a threshold, for example the error ratio of the node over
@@ -180,6 +196,20 @@ EXAMPLES = r"""
 - name: Report the time to first token of each probe
   ansible.builtin.debug:
     msg: "{{ gate.checks | selectattr('name', 'match', 'probe') | map(attribute='value.ttft_seconds') | list }}"
+
+- name: Gate on Prometheus behind basic auth and TLS
+  namtech.internal_ai.llm_health:
+    url: "http://{{ ansible_host }}:11434"
+    model: assistant
+    prometheus_url: "https://{{ hostvars[groups['monitoring'][0]].ansible_host }}:9090"
+    prometheus_username: "{{ monitoring_web_username }}"
+    prometheus_password: "{{ monitoring_web_password }}"
+    prometheus_ca_path: /etc/prometheus/node-exporter-web/web-ca.pem
+    prometheus_checks:
+      - name: node_up
+        query: up{job="node", node="{{ inventory_hostname }}"}
+        op: "=="
+        value: 1
 
 - name: Gate a vLLM node on the model path it loaded
   namtech.internal_ai.llm_health:
@@ -289,7 +319,7 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.api_module imp
     fail_with_api_error,
     http_client_from_module,
 )
-from ansible_collections.namtech.internal_ai.plugins.module_utils.http import ApiError, HttpClient
+from ansible_collections.namtech.internal_ai.plugins.module_utils.http import ApiError
 from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import (
     DEFAULT_URL as OLLAMA_URL,
 )
@@ -380,16 +410,14 @@ def gate_options(params):
 
 
 def prometheus_client(module):
+    """A client for Prometheus: its own login and CA, never the engine's API key or client certificate."""
     params = module.params
     if not params["prometheus_checks"]:
         return None
-    try:
-        return HttpClient(params["prometheus_url"], connect_timeout=params["connect_timeout"],
-                          read_timeout=params["timeout"], retries=params["retries"],
-                          validate_certs=params["validate_certs"], ca_path=params["ca_path"],
-                          use_proxy=params["use_proxy"])
-    except ApiError as exc:
-        module.fail_json(msg="prometheus_url: %s" % exc)
+    return http_client_from_module(
+        module, url=params["prometheus_url"], api_token=None, client_cert=None, client_key=None,
+        url_username=params["prometheus_username"], url_password=params["prometheus_password"],
+        ca_path=params["prometheus_ca_path"] or params["ca_path"])
 
 
 def target_for(engine, http, model):
@@ -413,6 +441,9 @@ def main():
         max_ttft_seconds=dict(type="float"),
         warmup=dict(type="bool", default=False),
         prometheus_url=dict(type="str"),
+        prometheus_username=dict(type="str"),
+        prometheus_password=dict(type="str", no_log=True),
+        prometheus_ca_path=dict(type="path"),
         prometheus_checks=dict(type="list", elements="dict", options=dict(
             name=dict(type="str", required=True),
             query=dict(type="str", required=True),
@@ -425,6 +456,7 @@ def main():
         argument_spec=argument_spec,
         mutually_exclusive=API_MUTUALLY_EXCLUSIVE,
         required_by=dict(API_REQUIRED_BY, prometheus_checks="prometheus_url"),
+        required_together=[("prometheus_username", "prometheus_password")],
         supports_check_mode=True,
     )
     params = module.params

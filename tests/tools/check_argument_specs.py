@@ -2,7 +2,8 @@
 
 Public role variables are documented once, in the argument spec, and given a value once, in the
 defaults; this keeps the two from drifting apart. Where the spec states a ``default`` it must equal the
-value in defaults/main.yml (templated values excepted: the spec cannot evaluate them).
+value in defaults/main.yml (templated values excepted: the spec cannot evaluate them). A ``required`` option
+needs no value there: its caller always passes it (an internal role that other roles include).
 
 Usage: python tests/tools/check_argument_specs.py ROLES_DIR   (exit status 1 when a role disagrees)
 """
@@ -46,7 +47,7 @@ def role_problems(role_dir):
     problems = ["%s is set in %s but not in %s" % (name, defaults_path, specs_path)
                 for name in sorted(set(defaults) - set(options))]
     problems += ["%s is in %s but has no value in %s" % (name, specs_path, defaults_path)
-                 for name in sorted(set(options) - set(defaults))]
+                 for name in sorted(set(options) - set(defaults)) if not (options[name] or {}).get("required")]
     for name in sorted(set(options) & set(defaults)):
         spec = options[name] or {}
         if "default" in spec and not is_templated(defaults[name]) and spec["default"] != defaults[name]:

@@ -29,7 +29,8 @@ def run_checker(roles_dir):
 
 def test_a_role_whose_spec_matches_its_defaults_passes(tmp_path):
     make_role(tmp_path, "good", {"good_port": 80, "good_url": "http://{{ ansible_host }}"},
-              {"good_port": {"type": "int", "default": 80}, "good_url": {"type": "str", "default": "x"}})
+              {"good_port": {"type": "int", "default": 80}, "good_url": {"type": "str", "default": "x"},
+               "good_caller_passes_it": {"type": "str", "required": True}})
     finished = run_checker(tmp_path)
     assert finished.returncode == 0, finished.stdout
     assert finished.stdout == "good: ok\n"

@@ -251,6 +251,19 @@ def test_the_provisioned_data_source_has_the_uid_the_dashboards_use(tmp_path):
         "jsonData": {"httpMethod": "POST", "prometheusType": "Prometheus", "timeInterval": "15s"}}]
 
 
+def test_a_prometheus_login_and_ca_go_to_the_data_sources_secure_fields(tmp_path):
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    login = {"grafana_prometheus_url": "https://10.0.0.20:9090", "grafana_prometheus_username": "grafana",
+             "grafana_prometheus_password": "pa$word: \"x\"", "grafana_prometheus_ca_certificate": ca}
+    path = render_role_template(tmp_path, "grafana", "datasources.yml.j2", MONITORING, "mon1", extra_vars=login)
+    datasource = yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"][0]
+    assert (datasource["url"], datasource["basicAuth"], datasource["basicAuthUser"]) == (
+        "https://10.0.0.20:9090", True, "grafana")
+    assert datasource["jsonData"]["tlsAuthWithCACert"] is True
+    # Grafana expands $NAME in provisioning files; $$ is its literal $.
+    assert datasource["secureJsonData"] == {"basicAuthPassword": 'pa$$word: "x"', "tlsCACert": ca.strip()}
+
+
 def test_the_dashboard_provider_reads_the_directory_the_role_fills(tmp_path):
     path = render_role_template(tmp_path, "grafana", "dashboards.yml.j2", MONITORING, "mon1",
                                 extra_vars={"grafana_dashboards_folder": "AI: serving"})

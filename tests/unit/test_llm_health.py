@@ -6,12 +6,14 @@ Timing assertions use the lab models' own delays as lower bounds (lab-chat:v1 an
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from loopback import free_port, json_answer, raw_answer, stream_answer
+from loopback import LoopbackServer, free_port, json_answer, raw_answer, send_raw, stream_answer
 
 from ansible_collections.namtech.internal_ai.plugins.module_utils import health
 from ansible_collections.namtech.internal_ai.plugins.module_utils.health import (
@@ -358,6 +360,72 @@ def test_prometheus_unreachable_skips_the_other_queries(vllm, gate):
                                             "expected": "< 0.05", "detail": "not run: Prometheus could not be reached"}
 
 
+PROMETHEUS_LOGIN = ("prometheus", "s3cret pass")
+
+
+def basic_auth_header(username, password):
+    return "Basic " + base64.b64encode(("%s:%s" % (username, password)).encode()).decode()
+
+
+def behind_basic_auth(answer, username, password):
+    """A Prometheus whose web configuration has one user: 401 without that login, the answer with it."""
+    def handle(handler):
+        if handler.headers.get("Authorization") != basic_auth_header(username, password):
+            send_raw(handler, 401, "Unauthorized\n", content_type="text/plain; charset=utf-8")
+            return
+        answer(handler)
+
+    return handle
+
+
+@pytest.fixture
+def https_prometheus(tls_files):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(tls_files / "server.pem"), str(tls_files / "server.key"))
+    secure = LoopbackServer(ssl_context=context).start()
+    yield secure
+    secure.stop()
+
+
+def test_prometheus_behind_basic_auth_and_tls_answers_the_gates_login(vllm, gate, https_prometheus, tls_files):
+    https_prometheus.route("GET", "/api/v1/query",
+                           behind_basic_auth(json_answer(prometheus_vector("0.01")), *PROMETHEUS_LOGIN))
+    result = gate(url=vllm.url, engine="openai", api_key="engine-key-0123456789", model="assistant", probes=0,
+                  prometheus_url=https_prometheus.url, prometheus_username=PROMETHEUS_LOGIN[0],
+                  prometheus_password=PROMETHEUS_LOGIN[1], prometheus_ca_path=str(tls_files / "ca.pem"),
+                  prometheus_checks=[ERROR_RATIO])
+    assert (result["exit_code"], result["failed_checks"]) == (0, [])
+    assert by_name(result)["prometheus error_ratio"]["value"] == 0.01
+    # Prometheus gets its own login, never the engine's API key; the engine never gets Prometheus's login.
+    assert [request["headers"]["Authorization"] for request in https_prometheus.requests] == [
+        basic_auth_header(*PROMETHEUS_LOGIN)]
+    assert {request["headers"].get("Authorization") for request in vllm.requests} == {"Bearer engine-key-0123456789"}
+    assert PROMETHEUS_LOGIN[1] not in json.dumps(result)
+
+
+def test_prometheus_asking_for_a_login_the_gate_lacks_fails_and_says_which_options(vllm, gate):
+    vllm.route("GET", "/api/v1/query", behind_basic_auth(json_answer(prometheus_vector("0")), *PROMETHEUS_LOGIN))
+    result = gate(url=vllm.url, engine="openai", model="assistant", probes=0, prometheus_url=vllm.url,
+                  prometheus_checks=[ERROR_RATIO])
+    check = by_name(result)["prometheus error_ratio"]
+    assert (result["exit_code"], result["failed_checks"]) == (1, ["prometheus error_ratio"])
+    assert check["detail"] == (
+        "GET %s/api/v1/query?query=job%%3Aerrors%%3Aratio5m returned HTTP 401: Unauthorized. Prometheus wants a login "
+        "(its web configuration has users): set prometheus_username and prometheus_password to one of them" % vllm.url)
+    assert check["detail"] in result["msg"]
+
+
+def test_a_wrong_prometheus_password_fails_the_same_way(vllm, gate):
+    vllm.route("GET", "/api/v1/query", behind_basic_auth(json_answer(prometheus_vector("0")), *PROMETHEUS_LOGIN))
+    result = gate(url=vllm.url, engine="openai", model="assistant", probes=0, prometheus_url=vllm.url,
+                  prometheus_username="prometheus", prometheus_password="wrong", prometheus_checks=[ERROR_RATIO])
+    assert result["exit_code"] == 1
+    assert by_name(result)["prometheus error_ratio"]["detail"].endswith(
+        "returned HTTP 401: Unauthorized. Prometheus wants a login (its web configuration has users): set "
+        "prometheus_username and prometheus_password to one of them")
+    assert "wrong" not in result["msg"]
+
+
 @pytest.mark.parametrize(("spec", "answer", "passed", "value", "detail"), [
     ({"op": ">=", "value": 1, "path": "data.result[1]"},
      {"status": "success", "data": {"resultType": "scalar", "result": [1767225600, "3"]}}, True, 3.0, "3 >= 1"),
@@ -453,6 +521,8 @@ def test_the_message_lists_failures_that_ran_and_counts_the_rest():
     ({"prometheus_url": "http://127.0.0.1:9", "prometheus_checks": [dict(ERROR_RATIO, path="data.result[")]},
      "prometheus_checks[0] (error_ratio): path 'data.result[' is not a JMESPath expression: Invalid jmespath "
      "expression: Incomplete expression: \"data.result[\" ^"),
+    ({"prometheus_url": "http://127.0.0.1:9", "prometheus_username": "prometheus", "prometheus_checks": [ERROR_RATIO]},
+     "parameters are required together: prometheus_username, prometheus_password"),
     ({"prometheus_url": "prometheus:9090", "prometheus_checks": [ERROR_RATIO]},
      "prometheus_url must start with http:// or https:// (got 'prometheus:9090'), for example http://10.0.0.9:9090"),
 ])

@@ -1,6 +1,7 @@
 """The prometheus role's configuration template, rendered by Ansible for box, pro and cluster inventories: the
 scrape jobs and the tier label follow the inventory alone (llm_exporter on every AI node, llm_meter where
-llm_meter_enabled), and the result passes `promtool check config`."""
+llm_meter_enabled), node_exporter, Alertmanager and Prometheus are reached with the login and CA when they are set,
+and the result passes `promtool check config`."""
 
 from __future__ import annotations
 
@@ -86,9 +87,50 @@ def test_the_exporter_ports_follow_the_role_variables(tmp_path):
     assert [target for target, _labels in jobs["llm_meter"]] == ["10.0.0.10:19779"]
 
 
+SCRAPE_LOGIN = {
+    "prometheus_scrape_basic_auth": {"username": "prometheus", "password": "never-in-prometheus.yml"},
+    "prometheus_scrape_tls_ca_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+}
+MONITORING_CLIENT = {
+    "scheme": "https",
+    "tls_config": {"ca_file": "/etc/prometheus/scrape-ca.pem"},
+    "basic_auth": {"username": "prometheus", "password_file": "/etc/prometheus/scrape-password"},
+}
+CLIENT_KEYS = ("scheme", "tls_config", "basic_auth")
+
+
+def client_settings(section):
+    return {key: section[key] for key in CLIENT_KEYS if key in section}
+
+
+def test_the_login_and_ca_reach_node_exporter_alertmanager_and_prometheus_only(tmp_path):
+    path = render(tmp_path, TOPOLOGIES["cluster"], engine="vllm", extra_vars=SCRAPE_LOGIN, llm_meter_enabled=True)
+    text = path.read_text(encoding="utf-8")
+    config = yaml.safe_load(text)
+    settings = {job["job_name"]: client_settings(job) for job in config["scrape_configs"]}
+    assert settings == {"node": MONITORING_CLIENT, "alertmanager": MONITORING_CLIENT, "prometheus": MONITORING_CLIENT,
+                        "haproxy": {}, "vllm": {}, "llm_exporter": {}, "llm_meter": {}}
+    assert [client_settings(section) for section in config["alerting"]["alertmanagers"]] == [MONITORING_CLIENT]
+    assert "never-in-prometheus.yml" not in text
+
+
+def test_a_login_without_a_ca_stays_on_http(tmp_path):
+    login = {"prometheus_scrape_basic_auth": SCRAPE_LOGIN["prometheus_scrape_basic_auth"]}
+    config = yaml.safe_load(render(tmp_path, TOPOLOGIES["box"], extra_vars=login).read_text(encoding="utf-8"))
+    node = next(job for job in config["scrape_configs"] if job["job_name"] == "node")
+    assert client_settings(node) == {"basic_auth": MONITORING_CLIENT["basic_auth"]}
+
+
+def test_without_login_or_ca_no_job_has_client_settings(tmp_path):
+    config = yaml.safe_load(render(tmp_path, TOPOLOGIES["cluster"]).read_text(encoding="utf-8"))
+    assert [client_settings(job) for job in config["scrape_configs"]] == [{}] * len(config["scrape_configs"])
+    assert [client_settings(section) for section in config["alerting"]["alertmanagers"]] == [{}]
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (Debian package prometheus)")
-def test_the_rendered_configuration_passes_promtool(tmp_path):
-    path = render(tmp_path, TOPOLOGIES["cluster"], engine="vllm", llm_meter_enabled=True)
+@pytest.mark.parametrize("extra_vars", [None, SCRAPE_LOGIN], ids=["plain", "login-and-ca"])
+def test_the_rendered_configuration_passes_promtool(tmp_path, extra_vars):
+    path = render(tmp_path, TOPOLOGIES["cluster"], engine="vllm", extra_vars=extra_vars, llm_meter_enabled=True)
     result = subprocess.run(["promtool", "check", "config", str(path)], check=False, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,6 +3,7 @@ ansible-playbook against an inventory with the same figures."""
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import os
@@ -424,6 +425,31 @@ def test_the_playbook_reports_from_the_inventory_prometheus_and_a_planned_invent
                          "-e", "tco_cloud_prices_file=%s" % EXAMPLE_PRICES, "-e", "tco_report_dir=out")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "changed=0" in again.stdout
+
+
+def test_the_playbook_logs_in_to_prometheus_and_never_shows_the_password(tmp_path, server):
+    login = "Basic " + base64.b64encode(b"prometheus:tco-s3cret-pw").decode()
+    answer = prometheus_answer(PROMETHEUS_ANSWERS)
+
+    def behind_basic_auth(handler):
+        if handler.headers.get("Authorization") != login:
+            send_json(handler, 401, {"status": "error", "error": "Unauthorized"})
+            return
+        answer(handler)
+
+    server.route("GET", "/api/v1/query", behind_basic_auth)
+    write_inventories(tmp_path, int(server.url.rsplit(":", 1)[1]))
+    current = yaml.safe_load((tmp_path / "current.yml").read_text())
+    # Site-wide, as a site sets them in group_vars/all: every host sees them, none reports them as a cost input.
+    current["all"]["vars"].update(tco_prometheus_username="prometheus", tco_prometheus_password="tco-s3cret-pw")
+    (tmp_path / "current.yml").write_text(yaml.safe_dump(current))
+    result = run_playbook(tmp_path, "-i", "current.yml", "-v", "-e", "tco_report_dir=out",
+                          "-e", "tco_cloud_prices_file=%s" % EXAMPLE_PRICES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {request["headers"].get("Authorization") for request in server.requests} == {login}
+    assert "pro tier (current): 530 EUR per month" in result.stdout
+    assert "tco-s3cret-pw" not in result.stdout + result.stderr
+    assert "tco-s3cret-pw" not in (tmp_path / "out" / "tco-2026-07-01.json").read_text()
 
 
 def test_the_playbook_in_check_mode_writes_nothing(tmp_path, prometheus):
