@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -279,6 +280,16 @@ def test_disk_full_fails_clearly_and_leaves_nothing_half_written(node, run_modul
     metrics = (node["root"] / "namtech_backup.prom").read_text()
     assert 'namtech_backup_last_success_timestamp_seconds{backup="node1"} 0\n' in metrics
     assert 'namtech_backup_last_failure_timestamp_seconds{backup="node1"} 0\n' not in metrics
+
+
+def test_a_destination_that_cannot_hold_the_backup_says_nothing_was_published(node, run_module, tmp_path):
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    result = run_module(ai_backup, backup_args(node, destination={"path": str(not_a_directory / "backups")}))
+    assert result["failed"] is True
+    assert result["msg"].startswith("cannot create the backup directory %s/node1/." % (not_a_directory / "backups"))
+    assert re.search(r"\. Backup \S+ was not published \(no manifest, latest unchanged\)$", result["msg"]), \
+        result["msg"]
 
 
 @pytest.fixture

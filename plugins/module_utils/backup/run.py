@@ -150,7 +150,10 @@ def _make_backup(job):
         started_at = utc_now()
         backup_id = new_backup_id(started_at, job.host)
         encryption, key = new_encryption(job.encryption_key) if job.encryption_key else (None, None)
-        store.prepare(backup_id)
+        try:
+            store.prepare(backup_id)
+        except BackupError as exc:
+            raise BackupError(str(exc) + _not_published(backup_id)) from None
         try:
             entries, parts, problems, archive_warnings = _write_archive(job, store, backup_id, sources, key)
             warnings.extend(archive_warnings)
@@ -202,6 +205,10 @@ def _discard(store, backup_id):
     except BackupError as exc:
         return ". Its parts could not be removed either (%s); they have no manifest, so restore ignores them and " \
                "retention removes them later" % exc
+    return _not_published(backup_id)
+
+
+def _not_published(backup_id):
     return ". Backup %s was not published (no manifest, latest unchanged)" % backup_id
 
 
