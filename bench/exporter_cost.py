@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-import httpx
+from lab import monitoring
 from lab.core import Lab
 from lab.inventory import ENGINE_PORTS, ai_endpoint_url
 from lab.traffic import Traffic
@@ -35,8 +35,6 @@ from report import append_section, percentile
 from ansible_collections.namtech.internal_ai.plugins.module_utils.prometheus_text import parse_samples
 
 LLM_EXPORTER_PORT = 9778
-NODE_EXPORTER_PORT = 9100
-PROMETHEUS_PORT = 9090
 EXPORTER_SERVICE = "namtech-llm-exporter.service"
 EXPORTER_CONFIG = "/etc/namtech/llm_exporter.json"
 OLLAMA_SERVICE = "ollama.service"
@@ -94,7 +92,7 @@ def timed_get(client, url):
 def time_scrapes(urls, scrapes):
     """{name: (seconds of each scrape, body bytes, samples)}: the targets alternated, so both see the same noise."""
     durations = {name: [] for name in urls}
-    with httpx.Client(timeout=30) as client:  # one kept-alive connection per target, as Prometheus scrapes
+    with monitoring.scrape_client(timeout=30) as client:  # one kept-alive connection per target, as Prometheus
         bodies = {name: timed_get(client, url)[1] for name, url in urls.items()}
         for _round in range(scrapes):
             for name, url in urls.items():
@@ -138,7 +136,7 @@ def measure_window(lab, node, urls, window, load_rate):
     vllm_url = "http://%s:%d/metrics" % (lab.hosts[node].address, ENGINE_PORTS["vllm"])
     load = Traffic(ai_endpoint_url(lab.topology), "generate", rate=load_rate) if load_rate else \
         contextlib.nullcontext()
-    with httpx.Client(timeout=30) as client:
+    with monitoring.scrape_client(timeout=30) as client:
         before = {name: exporter_reading(client, url) for name, url in urls.items()}
         finished_before = vllm_finished(client, vllm_url) if engine == "vllm" else None
         started = time.time()
@@ -166,7 +164,7 @@ def exporter_settings(lab, node):
 
 def prometheus_value(prometheus, expression, at):
     """The single value of an instant query at ``at`` (Unix time), or None when it has no series."""
-    answer = httpx.get(prometheus + "/api/v1/query", params={"query": expression, "time": "%.3f" % at},
+    answer = monitoring.get(prometheus + "/api/v1/query", params={"query": expression, "time": "%.3f" % at},
                        timeout=30).json()
     if answer.get("status") != "success":
         raise SystemExit("Prometheus refused %r: %s" % (expression, answer.get("error")))
@@ -265,8 +263,8 @@ def main(argv=None):
     node = args.node or lab.group("ai_nodes")[0]
     address = lab.hosts[node].address
     urls = {"llm_exporter": "http://%s:%d/metrics" % (address, LLM_EXPORTER_PORT),
-            "node_exporter": "http://%s:%d/metrics" % (address, NODE_EXPORTER_PORT)}
-    prometheus = "http://%s:%d" % (lab.hosts[lab.group("monitoring")[0]].address, PROMETHEUS_PORT)
+            "node_exporter": monitoring.node_exporter_url(lab, node) + "/metrics"}
+    prometheus = monitoring.prometheus_url(lab)
     config, memory_max = exporter_settings(lab, node)
     scraped = time_scrapes(urls, args.scrapes)
     window = measure_window(lab, node, urls, args.window, args.load_rate)

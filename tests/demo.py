@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from lab import monitoring
 from lab.core import Lab
 from lab.inventory import ai_endpoint_url
 from lab.proc import LabError, LabUnavailable
@@ -162,8 +163,8 @@ def print_summary(lab, steps, started, endpoint, *, load, reports):
         print("HAProxy stats page:     http://%s:8404/stats (user stats, haproxy_stats_password of the inventory)"
               % lab.hosts[balancer].address)
     for monitor in lab.group("monitoring"):
-        print("Prometheus:             http://%s:9090   Alertmanager: http://%s:9093"
-              % ((lab.hosts[monitor].address,) * 2))
+        print("Prometheus:             https://%s:9090   Alertmanager: https://%s:9093 (user %s, password %s; "
+              "CA %s)" % (*(lab.hosts[monitor].address,) * 2, *monitoring.LOGIN, monitoring.CA_PATH.relative_to(REPO)))
     print("inventory:              %s" % lab.inventory_path.relative_to(REPO))
     print("\nnot in the demo yet (their issues are open):")
     for item in NOT_BUILT_YET:

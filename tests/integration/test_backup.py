@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
-from lab import artifact_host, storage
+from lab import artifact_host, monitoring, storage
 from lab.core import Lab
 from lab.proc import wait_until
 
@@ -57,6 +57,7 @@ PG_DATABASE = SETTINGS["lab_storage_pg_database"]
 QDRANT_COLLECTION = SETTINGS["lab_storage_qdrant_collection"]
 SCRATCH_DATABASES = ("restored", "verify", "wrongkey", "damaged")
 BULK_SET = "nti-test-bulk"
+DISK_SET = "nti-test-disk-full"
 BULK_MIB = 192
 
 pytestmark = [pytest.mark.topology("cluster"), pytest.mark.engine("ollama")]
@@ -235,9 +236,7 @@ def tree_digests(site: Site, host: str, root: str) -> dict[str, str]:
 
 
 def metric(site: Site, host: str, name: str, backup: str) -> float | None:
-    url = f"http://{site.lab.hosts[host].address}:9100/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
+    text = monitoring.node_metrics(site.lab, host)
     match = re.search(r'^%s\{backup="%s"\} (\S+)$' % (re.escape(name), re.escape(backup)), text, re.MULTILINE)
     return float(match.group(1)) if match else None
 
@@ -579,6 +578,30 @@ def test_s3_going_away_mid_upload_publishes_nothing_and_the_next_run_succeeds(ba
     assert site.s3_keys(BULK_SET, orphan) == [], "retention removes the interrupted backup's parts"
     assert f"retention deleted {orphan}" in out
     assert metric(site, host, "namtech_backup_last_success_timestamp_seconds", BULK_SET) > 0
+
+
+def test_a_full_disk_on_the_node_fails_clearly_and_keeps_the_last_good_backup(backed_up: Site) -> None:
+    """A node's local backups on its lab disk: one succeeds, the disk fills, the next fails and writes nothing."""
+    site, node = backed_up, backed_up.node
+    backups = f"{site.lab.hosts[node].disk_path}/nti-backup-test"
+    site.ssh(node, f"mkdir -p {SCRATCH}/bulk-node && head -c 24M /dev/urandom > {SCRATCH}/bulk-node/blob")
+    on_disk = {"backup_hosts": node, "backup_name": DISK_SET, "backup_destination": {"path": backups},
+               "backup_sources": [{"type": "directory", "name": "bulk", "path": f"{SCRATCH}/bulk-node"}]}
+    try:
+        site.playbook("backup.yml", on_disk)
+        good = site.ssh(node, ["cat", f"{backups}/{DISK_SET}/latest"]).strip()
+        before = tree_digests(site, node, f"{backups}/{DISK_SET}")
+        with site.lab.disk_full(node):
+            out = site.playbook("backup.yml", on_disk, expect_rc=2)
+            after = tree_digests(site, node, f"{backups}/{DISK_SET}")
+        assert "the disk is full: free space there or choose another place" in out, out[-4000:]
+        assert re.search(r"Backup \S+Z-%s was not published \(no manifest, latest unchanged\)" % re.escape(node),
+                         out), out[-4000:]
+        assert after == before, "the failed run left files next to the good backup"
+        assert site.ssh(node, ["cat", f"{backups}/{DISK_SET}/latest"]).strip() == good
+        assert metric(site, node, "namtech_backup_last_failure_timestamp_seconds", DISK_SET) > 0
+    finally:
+        site.ssh(node, ["rm", "-rf", backups, f"{SCRATCH}/bulk-node"], check=False)
 
 
 def test_verbose_runs_print_no_secret(backed_up: Site) -> None:

@@ -20,9 +20,8 @@ import pathlib
 import re
 import time
 
-import httpx
 import pytest
-import yaml
+from lab import monitoring
 from lab.inventory import ai_endpoint_url
 from lab.traffic import Traffic
 from unit.test_grafana_dashboards import (
@@ -36,8 +35,6 @@ from unit.test_grafana_dashboards import (
 pytestmark = [pytest.mark.topology("cluster"), pytest.mark.engine("ollama"), pytest.mark.timeout(1200)]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-PROMETHEUS_DEFAULTS = REPO / "roles" / "prometheus" / "defaults" / "main.yml"
-PROMETHEUS_PORT = yaml.safe_load(PROMETHEUS_DEFAULTS.read_text(encoding="utf-8"))["prometheus_port"]
 # (pattern searched in a selector, why it may match nothing here, the scrape job whose absence the reason depends on)
 ALLOWED_EMPTY = [
     (r'^vllm:|__name__=~"vllm:|job="vllm"', "the lab runs Ollama: vLLM's own series exist with LAB_ENGINE=vllm",
@@ -58,14 +55,14 @@ DEADLINE_SECONDS = 420
 
 def query(prometheus, expression):
     """The query's result list; fails the test with Prometheus's message when it refuses the expression."""
-    answer = httpx.get(prometheus + "/api/v1/query", params={"query": expression}, timeout=30).json()
+    answer = monitoring.get(prometheus + "/api/v1/query", params={"query": expression}, timeout=30).json()
     if answer.get("status") != "success":
         pytest.fail("Prometheus refused %r: %s" % (expression, answer.get("error")))
     return answer["data"]["result"]
 
 
 def lab_jobs(prometheus):
-    targets = httpx.get(prometheus + "/api/v1/targets", timeout=30).json()["data"]["activeTargets"]
+    targets = monitoring.get(prometheus + "/api/v1/targets", timeout=30).json()["data"]["activeTargets"]
     return {target["labels"]["job"] for target in targets}
 
 
@@ -83,7 +80,7 @@ def allowed_reason(expression_selectors, applying):
 
 
 def loaded_rules(prometheus):
-    groups = httpx.get(prometheus + "/api/v1/rules", timeout=30).json()["data"]["groups"]
+    groups = monitoring.get(prometheus + "/api/v1/rules", timeout=30).json()["data"]["groups"]
     return [rule for group in groups for rule in group["rules"]]
 
 
@@ -136,7 +133,7 @@ def problems(prometheus, checks, applying):
 @pytest.fixture(scope="module")
 def observed(deployed):
     lab = deployed
-    prometheus = "http://%s:%d" % (lab.hosts[lab.group("monitoring")[0]].address, PROMETHEUS_PORT)
+    prometheus = monitoring.prometheus_url(lab)
     backup_host = lab.group("storage")[0]
     write_backup_sample(lab, backup_host)
     try:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from lab import monitoring
 from lab.proc import wait_for
 from lab.smtp_sink import SmtpSink
 
@@ -100,7 +102,7 @@ def monitored(lab):
         seconds = time.monotonic() - started
         monitor = lab.group("monitoring")[0]
         yield {"lab": lab, "receiver": receiver, "mailbox": mailbox, "extra_vars": extra_vars, "seconds": seconds,
-               "prometheus": "http://%s:9090" % lab.hosts[monitor].address, "monitor": monitor}
+               "prometheus": monitoring.prometheus_url(lab), "monitor": monitor}
     finally:
         receiver.stop()
         mailbox.stop()
@@ -108,11 +110,11 @@ def monitored(lab):
 
 
 def targets(prometheus):
-    return httpx.get(prometheus + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+    return monitoring.get(prometheus + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
 
 
 def query(prometheus, expression):
-    return httpx.get(prometheus + "/api/v1/query", params={"query": expression}, timeout=10).json()
+    return monitoring.get(prometheus + "/api/v1/query", params={"query": expression}, timeout=10).json()
 
 
 def expected_targets(lab):
@@ -146,7 +148,7 @@ def test_every_alert_rule_evaluates_without_error(monitored):
     prometheus = monitored["prometheus"]
 
     def evaluated_rules():
-        groups = httpx.get(prometheus + "/api/v1/rules", timeout=10).json()["data"]["groups"]
+        groups = monitoring.get(prometheus + "/api/v1/rules", timeout=10).json()["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
         return rules if rules and all(rule["lastEvaluation"] > "2000" for rule in rules) else None
 
@@ -156,6 +158,25 @@ def test_every_alert_rule_evaluates_without_error(monitored):
     for rule in rules:
         answer = query(prometheus, rule["query"])
         assert answer["status"] == "success", (rule["name"], answer)
+
+
+def test_prometheus_alertmanager_and_node_exporter_serve_tls_and_ask_for_a_login(monitored):
+    lab, monitor = monitored["lab"], monitored["monitor"]
+    endpoints = {"prometheus": (monitoring.prometheus_url(lab) + "/api/v1/status/buildinfo", monitoring.LOGIN),
+                 "alertmanager": (monitoring.alertmanager_url(lab) + "/api/v2/status", monitoring.LOGIN),
+                 "node_exporter": (monitoring.node_exporter_url(lab, monitor) + "/metrics", monitoring.SCRAPE_LOGIN)}
+    trusted = ssl.create_default_context(cafile=str(monitoring.CA_PATH))
+    statuses = {}
+    for name, (url, login) in endpoints.items():
+        statuses[name] = (httpx.get(url, verify=trusted, timeout=10).status_code,
+                          httpx.get(url, auth=(login[0], "wrong"), verify=trusted, timeout=10).status_code,
+                          httpx.get(url.replace("https://", "http://"), auth=login, timeout=10).status_code,
+                          httpx.get(url, auth=login, verify=trusted, timeout=10).status_code)
+    assert statuses == {name: (401, 401, 400, 200) for name in endpoints}
+    scraped = {(target["labels"]["job"], target["scrapeUrl"].split(":")[0])
+               for target in targets(monitored["prometheus"])
+               if target["labels"]["job"] in ("node", "alertmanager", "prometheus")}
+    assert scraped == {("node", "https"), ("alertmanager", "https"), ("prometheus", "https")}
 
 
 def test_services_listen_on_the_private_address_only(monitored):
@@ -205,17 +226,17 @@ def test_a_stopped_node_exporter_reaches_the_webhook_as_node_down_and_then_resol
 
 def test_node_down_inhibits_the_other_alerts_of_that_node_only(monitored):
     """Alerts posted straight to Alertmanager's API for a node that does not exist: no host is disturbed."""
-    alertmanager = "http://%s:9093/api/v2" % monitored["lab"].hosts[monitored["monitor"]].address
+    alertmanager = monitoring.alertmanager_url(monitored["lab"]) + "/api/v2"
 
     def alert(name, node):
         return {"labels": {"alertname": name, "node": node, "severity": "critical", "test": "inhibition"},
                 "annotations": {"summary": "lab test"}}
 
     alerts = [alert("NodeDown", "labtest1"), alert("TargetDown", "labtest1"), alert("TargetDown", "labtest2")]
-    assert httpx.post(alertmanager + "/alerts", json=alerts, timeout=10).status_code == 200
+    assert monitoring.post(alertmanager + "/alerts", json=alerts, timeout=10).status_code == 200
     try:
         def states():
-            found = httpx.get(alertmanager + "/alerts", params={"filter": 'test="inhibition"'}, timeout=10).json()
+            found = monitoring.get(alertmanager + "/alerts", params={"filter": 'test="inhibition"'}, timeout=10).json()
             by_key = {(a["labels"]["alertname"], a["labels"]["node"]): a["status"] for a in found}
             return by_key if len(by_key) == 3 and by_key[("TargetDown", "labtest1")]["inhibitedBy"] else None
 
@@ -225,7 +246,7 @@ def test_node_down_inhibits_the_other_alerts_of_that_node_only(monitored):
         assert found[("NodeDown", "labtest1")]["state"] == "active"
     finally:
         ended = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        httpx.post(alertmanager + "/alerts", json=[dict(a, endsAt=ended) for a in alerts], timeout=10)
+        monitoring.post(alertmanager + "/alerts", json=[dict(a, endsAt=ended) for a in alerts], timeout=10)
 
 
 def test_a_second_run_changes_nothing(monitored):

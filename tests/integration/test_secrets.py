@@ -12,6 +12,7 @@ import shlex
 
 import pytest
 import yaml
+from lab import monitoring
 from lab.inventory import LAB_API_KEYS, LOADBALANCER_VARS
 
 pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama"), pytest.mark.timeout(1800)]
@@ -26,10 +27,16 @@ SECRETS = {
     "the HAProxy stats password": LOADBALANCER_VARS["haproxy_stats_password"],
     "the SMTP password": ALERTMANAGER_SECRETS["alertmanager_smtp_auth_password"],
     "the Slack webhook URL": ALERTMANAGER_SECRETS["alertmanager_slack_webhook_url"],
+    "the monitoring password": monitoring.LOGIN[1],
+    "Prometheus's scrape password": monitoring.SCRAPE_LOGIN[1],
 }
-# Where a secret may be: the files that exist to hold one (root and the service only).
+# Where a secret may be: the files that exist to hold one (root and the service only). Grafana reads the data
+# source's password from its provisioning file.
 SECRET_FILES = {"/etc/prometheus/alertmanager-secrets/smtp_password",
-                "/etc/prometheus/alertmanager-secrets/slack_webhook_url"}
+                "/etc/prometheus/alertmanager-secrets/slack_webhook_url",
+                "/etc/prometheus/scrape-password", "/etc/grafana/provisioning/datasources/namtech.yml",
+                *(f"/etc/prometheus/{service}-web/web-key.pem" for service in ("node-exporter", "prometheus",
+                                                                               "alertmanager"))}
 # Where the roles render files.
 SEARCHED_DIRECTORIES = ("/etc", "/opt", "/usr/local", "/var/lib/namtech_ai")
 
@@ -59,9 +66,15 @@ def test_the_run_was_verbose_and_used_the_secrets(verbose_run):
     assert smtp_password == ["640:root:prometheus", ALERTMANAGER_SECRETS["alertmanager_smtp_auth_password"]]
 
 
+def secrets():
+    """SECRETS and the monitoring services' TLS private key (a line of its body: made when the lab came up)."""
+    key_line = monitoring.KEY_PATH.read_text().splitlines()[1]
+    return dict(SECRETS, **{"the monitoring TLS private key": key_line})
+
+
 def test_no_secret_in_the_verbose_output(verbose_run):
     _lab, output = verbose_run
-    leaked = sorted(name for name, secret in SECRETS.items() if secret in output)
+    leaked = sorted(name for name, secret in secrets().items() if secret in output)
     assert leaked == []
 
 
@@ -73,5 +86,5 @@ def files_holding(lab, host, secrets):
 
 def test_no_rendered_file_holds_a_secret_except_the_secret_files(verbose_run):
     lab, _output = verbose_run
-    holding = {host: files_holding(lab, host, SECRETS.values()) - SECRET_FILES for host in lab.hosts}
+    holding = {host: files_holding(lab, host, secrets().values()) - SECRET_FILES for host in lab.hosts}
     assert {host: files for host, files in holding.items() if files} == {}

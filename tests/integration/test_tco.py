@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from lab import monitoring
 from lab.inventory import LAB_AUTH_HEADERS
 from lab.proc import wait_for
 from lab.screenshot import find_chromium, png_summary, render_to_png
@@ -74,14 +75,14 @@ def metered(deployed, tmp_path_factory):
 
 
 def prometheus_url(lab):
-    return "http://%s:9090" % lab.hosts[lab.group("monitoring")[0]].address
+    return monitoring.prometheus_url(lab)
 
 
 def metered_tokens(lab):
     """(prompt, generated, newest sample time) summed over every node, as Prometheus holds them now."""
     totals, newest = [], math.inf
     for metric in ("namtech_llm_prompt_tokens_total", "namtech_llm_generated_tokens_total"):
-        answer = httpx.get(prometheus_url(lab) + "/api/v1/query", params={"query": metric}, timeout=10).json()
+        answer = monitoring.get(prometheus_url(lab) + "/api/v1/query", params={"query": metric}, timeout=10).json()
         series = answer["data"]["result"]
         if len(series) < len(lab.group("ai_nodes")):
             return None

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from lab import artifact_host
+from lab import artifact_host, monitoring
 from lab.paths import ANSIBLE_CFG_PATH, ARTIFACT_BUILD_DIR, INVENTORY_PATH, KEY_PATH, REPO_ROOT
 from lab.topology import INVENTORY_GROUPS, HostSpec, Topology
 from lab.vllm.inventory_vars import vllm_vars
@@ -32,6 +32,8 @@ def inventory_data(topology: Topology, key_path: Path = KEY_PATH) -> dict:
         # The AI nodes' firewall admits the load balancers and monitoring; this machine too, because tests and
         # benchmarks call engines and read exporters straight from it.
         "firewall_extra_allowed_sources": ["{{ lab_network_gateway }}"],
+        # Prometheus, Alertmanager and node_exporter behind a login and TLS (lab.monitoring has the files and logins).
+        **monitoring.inventory_vars(),
     }
     if topology.vip:
         all_vars["lab_vip"] = topology.vip
@@ -133,7 +135,8 @@ def ansible_cfg_text(inventory_path: Path, key_path: Path) -> str:
 def write_inventory(topology: Topology) -> bool:
     """Write hosts.yml and ansible.cfg; return whether either changed."""
     hosts_text = HEADER + yaml.safe_dump(inventory_data(topology), sort_keys=False, default_flow_style=False)
-    changed = write_if_different(INVENTORY_PATH, hosts_text)
+    changed = monitoring.ensure_tls([spec.address for spec in topology.hosts])
+    changed = write_if_different(INVENTORY_PATH, hosts_text) or changed
     return write_if_different(ANSIBLE_CFG_PATH, ansible_cfg_text(INVENTORY_PATH, KEY_PATH)) or changed
 
 
