@@ -92,7 +92,8 @@ def timed_get(client, url):
 def time_scrapes(urls, scrapes):
     """{name: (seconds of each scrape, body bytes, samples)}: the targets alternated, so both see the same noise."""
     durations = {name: [] for name in urls}
-    with monitoring.scrape_client(timeout=30) as client:  # one kept-alive connection per target, as Prometheus
+    # One kept-alive connection per target, as Prometheus scrapes, with Prometheus's login.
+    with monitoring.client(monitoring.SCRAPE_LOGIN, timeout=30) as client:
         bodies = {name: timed_get(client, url)[1] for name, url in urls.items()}
         for _round in range(scrapes):
             for name, url in urls.items():
@@ -136,7 +137,7 @@ def measure_window(lab, node, urls, window, load_rate):
     vllm_url = "http://%s:%d/metrics" % (lab.hosts[node].address, ENGINE_PORTS["vllm"])
     load = Traffic(ai_endpoint_url(lab.topology), "generate", rate=load_rate) if load_rate else \
         contextlib.nullcontext()
-    with monitoring.scrape_client(timeout=30) as client:
+    with monitoring.client(monitoring.SCRAPE_LOGIN, timeout=30) as client:
         before = {name: exporter_reading(client, url) for name, url in urls.items()}
         finished_before = vllm_finished(client, vllm_url) if engine == "vllm" else None
         started = time.time()

@@ -74,15 +74,12 @@ def metered(deployed, tmp_path_factory):
                          timeout=1200)
 
 
-def prometheus_url(lab):
-    return monitoring.prometheus_url(lab)
-
-
 def metered_tokens(lab):
     """(prompt, generated, newest sample time) summed over every node, as Prometheus holds them now."""
     totals, newest = [], math.inf
     for metric in ("namtech_llm_prompt_tokens_total", "namtech_llm_generated_tokens_total"):
-        answer = monitoring.get(prometheus_url(lab) + "/api/v1/query", params={"query": metric}, timeout=10).json()
+        answer = monitoring.get(monitoring.prometheus_url(lab) + "/api/v1/query", params={"query": metric},
+                                timeout=10).json()
         series = answer["data"]["result"]
         if len(series) < len(lab.group("ai_nodes")):
             return None

@@ -74,14 +74,9 @@ def inventory_vars() -> dict:
     return settings
 
 
-def client(timeout: float = 10) -> httpx.Client:
-    """An HTTP client that logs in to the lab's monitoring and trusts its CA."""
-    return httpx.Client(auth=LOGIN, verify=ssl.create_default_context(cafile=str(CA_PATH)), timeout=timeout)
-
-
-def scrape_client(timeout: float = 10) -> httpx.Client:
-    """Prometheus's own login: the one node_exporter accepts."""
-    return httpx.Client(auth=SCRAPE_LOGIN, verify=ssl.create_default_context(cafile=str(CA_PATH)), timeout=timeout)
+def client(login: tuple[str, str] = LOGIN, timeout: float = 10) -> httpx.Client:
+    """An HTTP client that logs in to the lab's monitoring and trusts its CA; node_exporter takes SCRAPE_LOGIN only."""
+    return httpx.Client(auth=login, verify=ssl.create_default_context(cafile=str(CA_PATH)), timeout=timeout)
 
 
 def prometheus_url(lab) -> str:
@@ -96,15 +91,9 @@ def node_exporter_url(lab, host: str) -> str:
     return f"https://{lab.hosts[host].address}:{NODE_EXPORTER_PORT}"
 
 
-def query(lab, expression: str, timeout: float = 10) -> dict:
-    """Prometheus's answer to an instant query, as JSON."""
-    with client(timeout) as http:
-        return http.get(prometheus_url(lab) + "/api/v1/query", params={"query": expression}).json()
-
-
 def node_metrics(lab, host: str) -> str:
     """A node_exporter's /metrics text, fetched with Prometheus's login."""
-    with scrape_client() as http:
+    with client(SCRAPE_LOGIN) as http:
         answer = http.get(node_exporter_url(lab, host) + "/metrics")
         answer.raise_for_status()
         return answer.text
