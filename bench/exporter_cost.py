@@ -166,7 +166,7 @@ def exporter_settings(lab, node):
 def prometheus_value(prometheus, expression, at):
     """The single value of an instant query at ``at`` (Unix time), or None when it has no series."""
     answer = monitoring.get(prometheus + "/api/v1/query", params={"query": expression, "time": "%.3f" % at},
-                       timeout=30).json()
+                            timeout=30).json()
     if answer.get("status") != "success":
         raise SystemExit("Prometheus refused %r: %s" % (expression, answer.get("error")))
     result = answer["data"]["result"]

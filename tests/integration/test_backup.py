@@ -413,8 +413,8 @@ def http_status(url: str) -> int:
         return exc.code
 
 
-def test_a_new_node_gets_its_pinned_model_from_s3_when_it_is_gone_upstream(backed_up: Site, new_node: str,
-                                                                            tmp_path: Path) -> None:
+def test_a_new_node_gets_its_pinned_model_from_s3_when_it_is_gone_upstream(
+        backed_up: Site, new_node: str, tmp_path: Path) -> None:
     """An AI node's models go to S3; a new machine restores them and the ollama role deploys it without a pull."""
     site, source = backed_up, backed_up.node
     to_s3 = {"backup_destination": storage.s3_destination(site.lab, site.prefix), "backup_encryption_key": KEY}
