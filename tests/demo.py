@@ -7,6 +7,8 @@ lists what is not built yet, so a newcomer never mistakes a planned capability f
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,15 +22,31 @@ from lab.traffic import Traffic
 
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import ApiError, HttpClient
 from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import OllamaClient
+from ansible_collections.namtech.internal_ai.plugins.module_utils.tco_report_render import summary_lines
 
 REPO = Path(__file__).resolve().parent.parent
 NOT_BUILT_YET = [
     "model rollouts on vLLM nodes (issue 7: the demo's rollouts run on Ollama nodes)",
-    "a backup and its verification as demo steps (issue 8: backup.yml, restore.yml and verify_backup.yml run on "
-    "the lab in tests/integration/test_backup.py)",
-    "the TCO report as a demo step (issue 10: tco_report.yml runs on the lab's measured usage in "
-    "tests/integration/test_tco.py, with llm_meter in front of Ollama)",
 ]
+# What a site keeps in its inventory and vault, here for the demo's run only: where the first AI node's backups go,
+# their key, and what the lab's machines cost (the report's monthly figures; the prices are examples).
+DEMO_BACKUPS = "/var/backups/namtech-demo"
+DEMO_BACKUP_KEY = "demo-backup-key-3f9a1c7e52d84b06"
+DEMO_COSTS = {
+    "tco_hardware_price": 4000, "tco_amortisation_months": 36, "tco_power_idle_watts": 60,
+    "tco_power_load_watts": 180, "tco_maintenance_hours_per_month": 1,
+    "tco_currency": "EUR", "tco_electricity_price_per_kwh": 0.25, "tco_maintenance_hourly_rate": 70,
+    "tco_exchange_rates": {"USD": 0.92},  # the example cloud prices are in USD
+}
+# llm_meter in front of Ollama on every AI node (docs/llm_exporter.md): Ollama moves to 127.0.0.1:11435 and the meter
+# takes the engine's port, so every request's tokens reach Prometheus.
+METERED = {
+    "llm_meter_enabled": True,
+    "ollama_listen_address": "127.0.0.1",
+    "ollama_port": 11435,
+    "llm_meter_upstream_url": "http://127.0.0.1:11435",
+    "llm_meter_upstream_host_header": "127.0.0.1:11435",
+}
 
 
 class Steps:
@@ -126,6 +144,69 @@ def roll_back(lab, reports):
     return "every node back on lab-chat:v1 from its own disk (no download)"
 
 
+def back_up_and_verify(lab):
+    """Back up the first AI node's engine settings, release record and models, then restore it to scratch and
+    compare (verify_backup.yml), as a site's scheduled backup and monthly drill do."""
+    node = lab.group("ai_nodes")[0]
+    where = {"path": DEMO_BACKUPS}
+    lab.run_playbook(REPO / "playbooks" / "backup.yml", {
+        "backup_hosts": node, "backup_destination": where, "backup_encryption_key": DEMO_BACKUP_KEY,
+        "backup_engine_url": "http://{{ ansible_host }}:11434",
+        "backup_sources": [
+            {"type": "config", "name": "engine-config", "ignore_missing": True,
+             "paths": ["/etc/systemd/system/ollama.service", "/etc/systemd/system/ollama.service.d/**",
+                       "/var/lib/namtech_ai/releases.json"]},
+            {"type": "models", "name": "models", "models_dir": "{{ ollama_models_dir }}",
+             "models": ["lab-chat:v1", "lab-chat:v2"]}]}, timeout=900)
+    verified = lab.run_playbook(REPO / "playbooks" / "verify_backup.yml", {
+        "verify_hosts": node, "verify_name": node, "verify_destination": where,
+        "verify_encryption_key": DEMO_BACKUP_KEY}, timeout=900).stdout
+    drill = re.search(r'"msg": "(Backup \S+ of %s .*?)"' % re.escape(node), verified)
+    if drill is None:
+        raise LabError("verify_backup.yml did not report its drill:\n" + verified[-2000:])
+    print("      " + drill.group(1))
+    return "%s backed up (encrypted, to %s on the node) and restored to scratch: every part equal" % (
+        node, DEMO_BACKUPS)
+
+
+def meter_the_engines(lab, reports):
+    """Put llm_meter in front of every node's engine and make Prometheus scrape it; return the inventory layer."""
+    overlay = reports / "tco-inventory.yml"
+    overlay.write_text(json.dumps({"all": {"vars": DEMO_COSTS, "children": {"ai_nodes": {"vars": METERED}}}}))
+    layered = ["-i", str(overlay)]
+    lab.run_playbook(REPO / "playbooks" / "ai_nodes.yml", args=layered, timeout=1200)
+    monitored = ",".join(dict.fromkeys(lab.group("ai_nodes") + lab.group("monitoring")))
+    lab.run_playbook(REPO / "playbooks" / "monitoring.yml", args=[*layered, "--limit", monitored], timeout=1200)
+    return overlay
+
+
+def metered_requests(lab):
+    answer = monitoring.get(monitoring.prometheus_url(lab) + "/api/v1/query",
+                            params={"query": "sum(namtech_llm_requests_total)"}, timeout=10).json()
+    series = answer["data"]["result"]
+    return float(series[0]["value"][1]) if series else 0.0
+
+
+def cost_of_ownership(lab, reports, endpoint):
+    overlay = meter_the_engines(lab, reports)
+    started = time.time()
+    with Traffic(endpoint, "mixed", workers=2) as load:
+        load.wait_for_answers(40, timeout=300)
+        deadline = time.monotonic() + 120
+        while metered_requests(lab) < 20 and time.monotonic() < deadline:
+            time.sleep(1)
+    lab.run_playbook(REPO / "playbooks" / "tco_report.yml", {
+        "tco_window": "%ds" % (time.time() - started + 30), "tco_report_dir": str(reports),
+        "tco_cloud_prices_file": str(REPO / "examples" / "tco" / "cloud_prices.yml")},
+        args=["-i", str(overlay)], timeout=600)
+    report = json.loads(max(reports.glob("tco-*.json"), key=lambda path: path.stat().st_mtime).read_text())
+    print("\n".join("      " + line for line in summary_lines(report)))
+    current = report["tiers"][0]
+    return "llm_meter counted %d requests' tokens; the lab's %d hosts cost %.0f %s a month, %.2f per million tokens" % (
+        load.ok, len(current["hosts"]), current["monthly"]["total"], report["currency"],
+        current["cost_per_million_tokens"])
+
+
 def vip_holder(lab):
     for balancer in lab.group("loadbalancers"):
         if (" %s/" % lab.vip) in lab.exec(balancer, "ip", "-4", "-o", "addr", "show", check=False).stdout:
@@ -201,8 +282,11 @@ def main(argv=None):
             steps.run("skip the evaluation: the health gate rolls back",
                       lambda: skip_the_evaluation_and_let_the_gate_catch_it(lab, reports))
             steps.run("roll back to the previous version", lambda: roll_back(lab, reports))
+            steps.run("back up a node and verify the backup", lambda: back_up_and_verify(lab))
         if lab.vip:
             steps.run("fail over the load balancer", lambda: fail_over_the_load_balancer(lab, endpoint))
+        steps.run("measure usage and report the total cost of ownership",
+                  lambda: cost_of_ownership(lab, reports, endpoint))
     except LabUnavailable as exc:
         print("\nthe lab cannot run on this machine: %s" % exc, file=sys.stderr)
         return 2
