@@ -24,6 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "topology(*names): run only when the session's lab has one of these topologies")
     config.addinivalue_line("markers", "engine(*names): run only when the session's lab runs one of these engines")
     config.addinivalue_line("markers", "takes_lab_down: runs after every other test of the session")
+    config.addinivalue_line("markers", "redeploys: replaces the session's deployment; runs after every other test "
+                                       "that uses it, before those that take the lab down")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -41,8 +43,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if str(item.path).startswith(here):
             item.add_marker(pytest.mark.lab)
-    # A test that takes the session's lab down must run after every other module's tests, not after its own.
-    items.sort(key=lambda item: item.get_closest_marker("takes_lab_down") is not None)
+    # A test that takes the session's lab down must run after every other module's tests, not after its own; one that
+    # replaces the deployment, after every test that uses it.
+    items.sort(key=lambda item: (item.get_closest_marker("takes_lab_down") is not None,
+                                 item.get_closest_marker("redeploys") is not None))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -7,22 +7,17 @@ slowly (tests/lab/artifacts/models.py). The tests run in order, each starting wh
 from __future__ import annotations
 
 import json
-import re
 
 import httpx
 import pytest
 import yaml
 from lab.paths import INVENTORY_PATH
+from lab.proc import changed_per_host
 from lab.traffic import Traffic
 
 pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama")]
 
 RECORD = "/var/lib/namtech_ai/releases.json"
-
-
-def recap_changed(output):
-    recap = output.split("PLAY RECAP", 1)[-1]
-    return {host: int(count) for host, count in re.findall(r"^(\S+)\s*:.*?changed=(\d+)", recap, re.MULTILINE)}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +76,7 @@ def test_upgrade_to_the_faster_version_fails_no_request(lab, rollout):
 def test_a_second_upgrade_run_changes_nothing(lab, rollout):
     done, load = rollout("playbooks/upgrade_model.yml", {"rollout_model": "lab-chat:v2"})
     assert load.failures == []
-    assert set(recap_changed(done.stdout).values()) == {0}
+    assert set(changed_per_host(done.stdout).values()) == {0}
 
 
 def test_the_evaluation_rejects_the_bad_version_before_any_node_changes(lab, rollout):

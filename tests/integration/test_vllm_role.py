@@ -7,13 +7,13 @@ Run: LAB_TOPOLOGY=pro LAB_ENGINE=vllm .venv/bin/pytest tests/integration/test_vl
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from lab.proc import changed_per_host
 from lab.vllm.inventory_vars import LAB_API_KEY, LAB_PORT
 
 pytestmark = pytest.mark.engine("vllm")
@@ -28,12 +28,6 @@ PLAYBOOK = """\
   roles:
     - role: vllm
 """
-
-
-def recap_changed(output: str) -> dict[str, int]:
-    """``{host: changed count}`` from the PLAY RECAP of an ansible-playbook run."""
-    recap = output.split("PLAY RECAP", 1)[-1]
-    return {host: int(count) for host, count in re.findall(r"^(\S+)\s*:.*?changed=(\d+)", recap, re.MULTILINE)}
 
 
 def http(url: str, key: str | None = None, body: dict | None = None) -> tuple[int, bytes]:
@@ -126,6 +120,6 @@ def test_no_files_are_left_in_tmp_or_caches(lab, deploy) -> None:
 def test_a_second_run_changes_nothing(lab, deploy) -> None:
     output, seconds = deploy["run"]()
     print(f"\nvllm role, second run: {seconds:.0f}s")
-    changed = recap_changed(output)
+    changed = changed_per_host(output)
     assert set(changed) >= set(lab.group("ai_nodes"))
     assert all(count == 0 for count in changed.values()), changed

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import artifact_host, bootstrap, image, inventory, podman
+from lab import artifact_host, bootstrap, image, inventory, podman, site_layer
 from lab.faults import Faults
 from lab.paths import (
     ARTIFACT_BUILD_DIR,
@@ -120,6 +120,8 @@ class Lab(Faults):
             report.changes.append(f"deployed artifacts to {artifacts.name}")
         if inventory.write_inventory(self.topology):
             report.changes.append(f"wrote {INVENTORY_PATH}")
+        if site_layer.write(self.topology):
+            report.changes.append(f"wrote {site_layer.LAYER_DIR}")
         report.seconds = time.monotonic() - start
         return report
 
@@ -302,17 +304,22 @@ class Lab(Faults):
 
     def run_playbook(self, playbook: str | Path, extra_vars: dict | None = None, *, check: bool = True,
                      args: Sequence[str] = (), timeout: float = 1800, cwd: str | Path | None = None,
-                     env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        """ansible-playbook against the lab inventory; raises LabError with the output when it fails."""
-        command = [ansible_command("ansible-playbook"), "-i", str(INVENTORY_PATH), str(playbook), *args]
+                     env: dict[str, str] | None = None,
+                     inventory_args: Sequence[str] | None = None) -> subprocess.CompletedProcess:
+        """ansible-playbook against the lab inventory (or ``inventory_args``, as ``["-i", path, ...]``); raises
+        LabError with the output when it fails."""
+        inventories = ["-i", str(INVENTORY_PATH)] if inventory_args is None else list(inventory_args)
+        command = [ansible_command("ansible-playbook"), *inventories, str(playbook), *args]
         if extra_vars:
             command += ["--extra-vars", json.dumps(extra_vars)]
         return run(command, timeout=timeout, check=check, cwd=cwd and str(cwd), env=ansible_env(env))
 
     def ansible(self, pattern: str, module: str, module_args: str = "", *, check: bool = True,
-                timeout: float = 300, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
-        """An ad-hoc ansible command against the lab inventory."""
-        command = [ansible_command("ansible"), "-i", str(INVENTORY_PATH), pattern, "-m", module]
+                timeout: float = 300, cwd: str | Path | None = None,
+                inventory_args: Sequence[str] | None = None) -> subprocess.CompletedProcess:
+        """An ad-hoc ansible command against the lab inventory (or ``inventory_args``, as in run_playbook)."""
+        inventories = ["-i", str(INVENTORY_PATH)] if inventory_args is None else list(inventory_args)
+        command = [ansible_command("ansible"), *inventories, pattern, "-m", module]
         if module_args:
             command += ["-a", module_args]
         return run(command, timeout=timeout, check=check, cwd=cwd and str(cwd), env=ansible_env(None))
@@ -430,7 +437,7 @@ def down_locked(log=print) -> list[str]:
     for volume in podman.lab_volumes():
         podman.remove_volume(volume)
         removed.append(f"volume {volume}")
-    for generated in (DISK_DIR, SSH_DIR, ARTIFACT_BUILD_DIR, INVENTORY_DIR):
+    for generated in (DISK_DIR, SSH_DIR, ARTIFACT_BUILD_DIR, INVENTORY_DIR, site_layer.LAYER_DIR):
         if generated.exists():
             shutil.rmtree(generated)
             removed.append(str(generated))

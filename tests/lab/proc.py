@@ -1,5 +1,6 @@
 """The one way the lab runs commands: argument lists, bounded timeouts, readable errors."""
 
+import re
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -68,3 +69,9 @@ def wait_until(condition: Callable[[], bool], *, deadline_s: float, what: str, i
         if time.monotonic() - start > deadline_s:
             raise LabError(f"gave up after {deadline_s:.0f}s waiting for {what}")
         time.sleep(interval_s)
+
+
+def changed_per_host(output: str) -> dict[str, int]:
+    """``{host: changed count}`` from the PLAY RECAP of an ansible-playbook run's output."""
+    recap = output.split("PLAY RECAP", 1)[-1]
+    return {host: int(count) for host, count in re.findall(r"^(\S+)\s*:.*?changed=(\d+)", recap, re.MULTILINE)}
