@@ -441,6 +441,15 @@ class Usage:
         return dict((kind, sum(value for _labels, value in self.series[kind])) for kind in self.KINDS)
 
 
+def _measured_span(seconds):
+    """A window shorter than a day in the unit a reader expects: 12.0 hours, 5 minutes, 40 seconds."""
+    if seconds >= 3600:
+        return "%.1f hours" % (seconds / 3600)
+    if seconds >= 60:
+        return "%d minutes" % round(seconds / 60)
+    return "%d seconds" % round(seconds)
+
+
 def parse_duration(text, where="window"):
     """Seconds in a Prometheus duration such as 7d, 36h or 1d12h."""
     if not isinstance(text, str) or not text or DURATION_PART.sub("", text) != "":
@@ -872,8 +881,8 @@ def build_report(*, site, money, hosts, cloud_rows, usage, readings=None, tier=N
     if usage.window and usage.window["coverage_warning"]:
         all_warnings.append(usage.window["coverage_warning"])
     if usage.window and usage.window["low_confidence"]:
-        all_warnings.append("low confidence: the usage was measured over %.1f hours, less than a day, and "
-                            "extrapolated to a month" % (usage.window["covered_seconds"] / 3600))
+        all_warnings.append("low confidence: the usage was measured over %s, less than a day, and "
+                            "extrapolated to a month" % _measured_span(usage.window["covered_seconds"]))
     if not usage.tokens:
         all_warnings.append("no tokens were served: the cost per million tokens is n/a and the break-even uses "
                             "an input share of %s" % _plain(share))

@@ -176,6 +176,17 @@ def test_a_window_shorter_than_a_day_is_low_confidence():
                                   "extrapolated to a month"]
 
 
+@pytest.mark.parametrize("window, words", [("200s", "3 minutes"), ("40s", "40 seconds"), ("90m", "1.5 hours")])
+def test_a_short_window_is_told_in_minutes_or_seconds_not_as_0_hours(window, words):
+    usage = tco.measure_usage(FakePrometheus({"prompt[%s]" % window: [({"model": "m", "node": "ai1"}, 10)]}),
+                              QUERIES, window, END, coverage_query="")
+    parsed, _warnings = tco.parse_hosts(box_hosts())
+    report = tco.build_report(site=box_site(), money=tco.Money("EUR"), hosts=parsed, cloud_rows=[], usage=usage,
+                              generated_at="now", report_date="2026-07-01")
+    assert report["warnings"] == ["low confidence: the usage was measured over %s, less than a day, and "
+                                  "extrapolated to a month" % words]
+
+
 def test_a_window_longer_than_the_history_is_extrapolated_from_the_history():
     prometheus = FakePrometheus({
         "min(lowest)": [({}, END - 2 * 86400)],
