@@ -336,6 +336,17 @@ def test_a_failing_source_still_starts_its_services_again(node, run_module, fake
     assert [path.name for path in (node["backups"] / "node1").iterdir()] == []
 
 
+def test_a_recursive_glob_under_a_missing_directory_matches_nothing(node, run_module):
+    """Python's glob gives back 'missing/' for 'missing/**'; the example inventories back up /etc/vllm/** on Ollama
+    nodes, which have no /etc/vllm."""
+    config = {"type": "config", "ignore_missing": True,
+              "paths": [str(node["etc"] / "default" / "ollama"), str(node["etc"] / "vllm" / "**")]}
+    plan = run_module(ai_backup, backup_args(node, sources=[config]), check_mode=True)
+    assert [source["files"] for source in plan["sources"]] == [1]
+    result = run_module(ai_backup, backup_args(node, sources=[config]))
+    assert result["exit_code"] == 0, result["msg"]
+
+
 def test_a_failing_pre_command_stops_the_backup(node, run_module):
     source = {"type": "directory", "path": str(node["chroma"]), "pre_command": ["sh", "-c", "echo busy >&2; exit 3"]}
     result = run_module(ai_backup, backup_args(node, sources=[source]))

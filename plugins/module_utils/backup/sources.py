@@ -229,7 +229,8 @@ class ConfigSource(Source):
         exclude = self.option("exclude", [])
         for pattern in self.option("paths", []):
             if glob.has_magic(pattern):
-                matches = sorted(glob.glob(pattern, recursive=True))
+                # lexists: glob answers "missing/" for "missing/**" when the directory does not exist.
+                matches = sorted(match for match in glob.glob(pattern, recursive=True) if os.path.lexists(match))
                 if not matches:
                     self.context.warn("source %s: %s matches nothing" % (self.name, pattern))
             elif os.path.lexists(pattern):
