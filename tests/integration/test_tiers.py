@@ -8,7 +8,9 @@ every other test of the session (marker ``redeploys``); the next session's ``dep
 
 from __future__ import annotations
 
+import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -61,15 +63,17 @@ def prometheus_targets(lab: Lab, monitor: str) -> list[dict]:
     return [dict(target["labels"], health=target["health"]) for target in answer.json()["data"]["activeTargets"]]
 
 
-def every_target_up(lab: Lab, monitor: str, hosts: list[str], tier: str) -> list[dict] | None:
-    """The targets once each of ``hosts`` has one, all are up and all carry ``tier``; None until then."""
-    targets = prometheus_targets(lab, monitor)
+def every_target_up(lab: Lab, monitor: str, hosts: list[str], tier: str, jobs: tuple[str, ...] = ()) -> list | None:
+    """The targets (of ``jobs``, or all) once each of ``hosts`` has one, all are up and carry ``tier``; else None."""
+    targets = [target for target in prometheus_targets(lab, monitor) if not jobs or target["job"] in jobs]
     healthy = all(target["health"] == "up" and target.get("tier") == tier for target in targets)
     return targets if healthy and set(hosts) <= {target.get("node") for target in targets} else None
 
 
 def served_digest(lab: Lab, node: str, model: str) -> str:
-    tags = httpx.get("http://%s:%d/api/tags" % (address(lab, node), ENGINE_PORT), timeout=10).json()
+    """From the node itself: past a load balancer only the load balancers and monitoring reach the engine."""
+    url = "http://%s:%d/api/tags" % (address(lab, node), ENGINE_PORT)
+    tags = json.loads(lab.ssh(node, ["curl", "-sSf", url]).stdout)
     return next(entry["digest"] for entry in tags["models"] if entry["name"] == model)
 
 
@@ -85,6 +89,16 @@ def write_hosts(site: Path, hosts: dict) -> None:
     (site / "hosts.yml").write_text("---\n" + yaml.safe_dump(hosts, sort_keys=False))
 
 
+# While the box's clients still call ai1 directly, its firewall must keep admitting them (docs/tiers.md, step 2).
+KEEP_DIRECT_CLIENTS = 'firewall_engine_extra_sources: "{{ ai_client_networks }}"\n'
+
+
+def keep_direct_clients(site: Path, keep: bool) -> None:
+    settings = site / "group_vars" / "all" / "10_site.yml"
+    text = settings.read_text().replace(KEEP_DIRECT_CLIENTS, "")
+    settings.write_text(text + KEEP_DIRECT_CLIENTS if keep else text)
+
+
 @pytest.mark.topology("pro")
 def test_a_running_box_moves_to_pro_by_editing_its_inventory_without_downtime(lab: Lab, tmp_path: Path) -> None:
     """docs/tiers.md "AI Box to AI Pro", step by step, with the box's clients calling ai1 all along."""
@@ -96,7 +110,8 @@ def test_a_running_box_moves_to_pro_by_editing_its_inventory_without_downtime(la
     assert wait_for(lambda: every_target_up(lab, "ai1", ["ai1"], "box"), timeout=120)
     digest = served_digest(lab, "ai1", "lab-chat:v1")
 
-    with Traffic(box_url, "mixed", workers=2) as box_clients:
+    # New connections, as the firewall lets established ones finish whatever its rules become.
+    with Traffic(box_url, "mixed", workers=2, fresh_connections=True) as box_clients:
         assert box_clients.wait_for_answers(5)
         # 1. Back up the box, and check that the backup restores.
         out = run(lab, site, "backup.yml")
@@ -106,29 +121,36 @@ def test_a_running_box_moves_to_pro_by_editing_its_inventory_without_downtime(la
         grown = example_hosts("pro")
         grown["all"]["children"]["monitoring"]["hosts"]["ai1"] = None
         write_hosts(site, grown)
-        # 3. Monitoring first: mon1 as well as ai1 watch every host, labelled pro.
+        keep_direct_clients(site, True)
+        # 3. Monitoring first: mon1 as well as ai1 watch every host, labelled pro (HAProxy comes in step 4).
         run(lab, site, "monitoring.yml")
         pro_hosts = ["ai1", "ai2", "lb1", "mon1"]
-        assert wait_for(lambda: every_target_up(lab, "mon1", pro_hosts, "pro"), timeout=120)
+        for monitor in ("ai1", "mon1"):
+            watched = partial(every_target_up, lab, monitor, pro_hosts, "pro", ("node", "llm_exporter"))
+            assert wait_for(watched, timeout=120), prometheus_targets(lab, monitor)
         # 4. The new AI node through the health gate, behind the new load balancer.
         run(lab, site, "scale_out.yml", {"scale_out_nodes": ["ai2"]})
         assert box_clients.wait_for_answers(5)
         # 5. The clients move to the load balancer, with their team's key.
         pro_url = endpoint(lab, "pro")
-        with Traffic(pro_url, "mixed", workers=2) as pro_clients:
-            assert pro_clients.wait_for_answers(10)
-            # 6. Monitoring off the AI node.
-            write_hosts(site, example_hosts("pro"))
-            run(lab, site, "monitoring.yml")
-            for unit in ("prometheus", "prometheus-alertmanager"):
-                lab.ansible("ai1", "ansible.builtin.systemd_service", "name=%s state=stopped enabled=false" % unit,
-                            inventory_args=site_layer.inventory_args(site))
-            # 7. Converge.
-            converged = run(lab, site, "site.yml")
-            assert pro_clients.wait_for_answers(5)
-        assert box_clients.wait_for_answers(5)
+        # The example gives chat-frontend no limit of its own: the default, 600 requests a minute.
+        pro_clients = Traffic(pro_url, "mixed", workers=2, rate=3).start()
+        assert pro_clients.wait_for_answers(10)
+    try:
+        # 6. Monitoring off the AI node, and the engine closed to the clients that moved.
+        write_hosts(site, example_hosts("pro"))
+        keep_direct_clients(site, False)
+        run(lab, site, "monitoring.yml")
+        for unit in ("prometheus", "prometheus-alertmanager"):
+            lab.ansible("ai1", "ansible.builtin.systemd_service", "name=%s state=stopped enabled=false" % unit,
+                        inventory_args=site_layer.inventory_args(site))
+        # 7. Converge.
+        converged = run(lab, site, "site.yml")
+        assert pro_clients.wait_for_answers(5)
+    finally:
+        pro_clients.stop()
 
-    print("\nbox clients on ai1 during the move: %d answers, %d failed; pro clients on lb1: %d answers, %d failed"
+    print("\nbox clients on ai1 until they moved: %d answers, %d failed; pro clients on lb1: %d answers, %d failed"
           % (box_clients.ok, len(box_clients.failures), pro_clients.ok, len(pro_clients.failures)))
     assert box_clients.failures == [] and pro_clients.failures == []
     assert generation_status(pro_url) == 401, "the load balancer asks for a key"

@@ -50,8 +50,10 @@ def layer_files(topology: Topology, tree: Path = ARTIFACT_BUILD_DIR, key_path: P
         **inventory.lab_vars(topology, key_path),
         **VAULT,
         "ai_artifact_url": "{{ lab_artifact_url }}",
-        # The lab's machine reaches a box's engine directly, as its clients would.
+        # This machine is the sites' clients: on the lab network, so it calls a box's engine directly, and a pro's or
+        # a cluster's through the load balancers only (the lab inventory lets it past the AI nodes' firewall).
         "ai_client_networks": [topology.subnet],
+        "firewall_extra_allowed_sources": [],
     }
     if topology.vip:
         site["ai_virtual_ip"] = topology.vip
