@@ -78,7 +78,8 @@ def ping_every_host(lab):
 
 def deploy_site(lab):
     lab.run_playbook(REPO / "playbooks" / "site.yml", timeout=1800)
-    parts = "engines, models and aliases, load balancers" + (", the virtual IP" if lab.vip else "") + " and monitoring"
+    parts = ("engines, models and aliases" + (", load balancers" if lab.group("loadbalancers") else "")
+             + (", the virtual IP" if lab.vip else "") + " and monitoring")
     return "site.yml applied: " + parts
 
 
@@ -91,7 +92,8 @@ def what_every_node_serves(lab):
         described = ", ".join("%s (%s)" % (model["name"], model["digest"][:12]) for model in models)
         lines.append("      %s: Ollama %s with %s" % (node, version, described))
     print("\n".join(lines))
-    return "%d AI nodes report their engine version and model digests (ollama_info reads the same)" % len(lines)
+    return "%s report their engine version and model digests (ollama_info reads the same)" % counted(
+        len(lines), "AI node")
 
 
 def drain_and_return_a_node(lab, endpoint):
@@ -119,6 +121,8 @@ def upgrade_to_the_faster_version(lab, reports):
     passed, report = run_rollout(lab, reports, "upgrade_model.yml", {"rollout_model": "lab-chat:v2"})
     if not passed:
         raise LabError("upgrade_model.yml failed; see %s" % report)
+    if not lab.group("loadbalancers"):
+        return "lab-chat:v1 -> lab-chat:v2 on the only node, evaluated against v1 first, then through the health gate"
     return "lab-chat:v1 -> lab-chat:v2 on every node, evaluated on a canary first, node by node behind the LB"
 
 
@@ -202,9 +206,13 @@ def cost_of_ownership(lab, reports, endpoint):
     report = json.loads(max(reports.glob("tco-*.json"), key=lambda path: path.stat().st_mtime).read_text())
     print("\n".join("      " + line for line in summary_lines(report)))
     current = report["tiers"][0]
-    return "llm_meter counted %d requests' tokens; the lab's %d hosts cost %.0f %s a month, %.2f per million tokens" % (
-        load.ok, len(current["hosts"]), current["monthly"]["total"], report["currency"],
+    return "llm_meter counted %d requests' tokens; the lab's %s cost %.0f %s a month, %.2f per million tokens" % (
+        load.ok, counted(len(current["hosts"]), "host"), current["monthly"]["total"], report["currency"],
         current["cost_per_million_tokens"])
+
+
+def counted(number, noun):
+    return "%d %s%s" % (number, noun, "" if number == 1 else "s")
 
 
 def vip_holder(lab):
