@@ -3,8 +3,8 @@ was told it used, and its HTML renders in headless Chromium to a page that is no
 
 The lab's AI nodes serve clients without a token meter; this module puts llm_meter in front of Ollama on every AI
 node (Ollama moves to 127.0.0.1:11435, the meter takes the engine's port), as docs/llm_exporter.md describes, with
-Prometheus scraping every second so the window's edges cost little. Its teardown switches the meter off again: the
-meter first (it holds the engine's port), then Ollama back on the node's address, then Prometheus's targets.
+Prometheus scraping every second so the window's edges cost little. Its teardown switches the meter off again: one
+ai_nodes.yml run (the meter stops, then Ollama takes its port back on the node's address), then Prometheus's targets.
 """
 
 from __future__ import annotations
@@ -68,10 +68,9 @@ def metered(deployed, tmp_path_factory):
         lab.run_playbook("playbooks/monitoring.yml", args=[*layered, "--limit", monitored_hosts], timeout=1200)
         yield lab, overlay
     finally:
-        lab.run_playbook("playbooks/monitoring.yml", args=["--limit", ",".join(lab.group("ai_nodes"))], timeout=1200)
+        # As docs/llm_exporter.md says: one ai_nodes.yml run stops the meter and gives Ollama its port back.
         lab.run_playbook("playbooks/ai_nodes.yml", timeout=1200)
-        lab.run_playbook("playbooks/monitoring.yml", args=["--limit", ",".join(lab.group("monitoring"))],
-                         timeout=1200)
+        lab.run_playbook("playbooks/monitoring.yml", args=["--limit", monitored_hosts], timeout=1200)
 
 
 def metered_tokens(lab):
