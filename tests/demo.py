@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab import monitoring
+from lab import metering, monitoring
 from lab.core import Lab
 from lab.inventory import ai_endpoint_url
 from lab.proc import LabError, LabUnavailable
@@ -29,24 +29,9 @@ NOT_BUILT_YET = [
     "model rollouts on vLLM nodes (issue 7: the demo's rollouts run on Ollama nodes)",
 ]
 # What a site keeps in its inventory and vault, here for the demo's run only: where the first AI node's backups go,
-# their key, and what the lab's machines cost (the report's monthly figures; the prices are examples).
+# and their key.
 DEMO_BACKUPS = "/var/backups/namtech-demo"
 DEMO_BACKUP_KEY = "demo-backup-key-3f9a1c7e52d84b06"
-DEMO_COSTS = {
-    "tco_hardware_price": 4000, "tco_amortisation_months": 36, "tco_power_idle_watts": 60,
-    "tco_power_load_watts": 180, "tco_maintenance_hours_per_month": 1,
-    "tco_currency": "EUR", "tco_electricity_price_per_kwh": 0.25, "tco_maintenance_hourly_rate": 70,
-    "tco_exchange_rates": {"USD": 0.92},  # the example cloud prices are in USD
-}
-# llm_meter in front of Ollama on every AI node (docs/llm_exporter.md): Ollama moves to 127.0.0.1:11435 and the meter
-# takes the engine's port, so every request's tokens reach Prometheus.
-METERED = {
-    "llm_meter_enabled": True,
-    "ollama_listen_address": "127.0.0.1",
-    "ollama_port": 11435,
-    "llm_meter_upstream_url": "http://127.0.0.1:11435",
-    "llm_meter_upstream_host_header": "127.0.0.1:11435",
-}
 
 
 class Steps:
@@ -92,7 +77,7 @@ def what_every_node_serves(lab):
         described = ", ".join("%s (%s)" % (model["name"], model["digest"][:12]) for model in models)
         lines.append("      %s: Ollama %s with %s" % (node, version, described))
     print("\n".join(lines))
-    return "%s report their engine version and model digests (ollama_info reads the same)" % counted(
+    return "engine version and model digests read from %s (ollama_info reads the same)" % counted(
         len(lines), "AI node")
 
 
@@ -173,17 +158,6 @@ def back_up_and_verify(lab):
         node, DEMO_BACKUPS)
 
 
-def meter_the_engines(lab, reports):
-    """Put llm_meter in front of every node's engine and make Prometheus scrape it; return the inventory layer."""
-    overlay = reports / "tco-inventory.yml"
-    overlay.write_text(json.dumps({"all": {"vars": DEMO_COSTS, "children": {"ai_nodes": {"vars": METERED}}}}))
-    layered = ["-i", str(overlay)]
-    lab.run_playbook(REPO / "playbooks" / "ai_nodes.yml", args=layered, timeout=1200)
-    monitored = ",".join(dict.fromkeys(lab.group("ai_nodes") + lab.group("monitoring")))
-    lab.run_playbook(REPO / "playbooks" / "monitoring.yml", args=[*layered, "--limit", monitored], timeout=1200)
-    return overlay
-
-
 def metered_requests(lab):
     answer = monitoring.get(monitoring.prometheus_url(lab) + "/api/v1/query",
                             params={"query": "sum(namtech_llm_requests_total)"}, timeout=10).json()
@@ -192,7 +166,8 @@ def metered_requests(lab):
 
 
 def cost_of_ownership(lab, reports, endpoint):
-    overlay = meter_the_engines(lab, reports)
+    overlay = metering.write_overlay(reports / "tco-inventory.yml")
+    metering.switch_on(lab, overlay)
     started = time.time()
     with Traffic(endpoint, "mixed", workers=2) as load:
         load.wait_for_answers(40, timeout=300)

@@ -3,24 +3,18 @@ clients see no error, and a second run changes nothing."""
 
 from __future__ import annotations
 
-import re
 import time
 
 import httpx
 import pytest
 from lab.inventory import LAB_AUTH_HEADERS
-from lab.proc import wait_for
+from lab.proc import changed_per_host, wait_for
 from lab.traffic import Traffic
 
 pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama")]
 
 REPO_PLAYBOOKS = "playbooks"
 ENGINE_PORT = 11434
-
-
-def recap_changed(output):
-    """The sum of changed= over the PLAY RECAP lines of an ansible-playbook run."""
-    return sum(int(count) for count in re.findall(r"changed=(\d+)", output.split("PLAY RECAP", 1)[-1]))
 
 
 def runtime_api(lab, lb, command):
@@ -78,7 +72,7 @@ def test_a_stopped_engine_leaves_rotation_within_3s_and_clients_see_no_error(lab
 
 def test_a_second_run_changes_nothing(lab, balanced):
     again = lab.run_playbook(REPO_PLAYBOOKS + "/loadbalancers.yml", timeout=600)
-    assert recap_changed(again.stdout) == 0, again.stdout[-3000:]
+    assert sum(changed_per_host(again.stdout).values()) == 0, again.stdout[-3000:]
 
 
 def test_the_metrics_endpoint_reports_every_server(lab, balanced):

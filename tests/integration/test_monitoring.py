@@ -11,7 +11,6 @@ playbook again on the monitoring hosts and AI nodes with the defaults."""
 from __future__ import annotations
 
 import json
-import re
 import ssl
 import threading
 import time
@@ -20,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from lab import monitoring
-from lab.proc import wait_for
+from lab.proc import changed_per_host, wait_for
 from lab.smtp_sink import SmtpSink
 
 # Three runs of the playbook on eight hosts: well beyond the default 300 s per test on a busy machine.
@@ -46,11 +45,6 @@ FAST = {
 # From the fault to the notification: the alert's 10 s, a scrape and an evaluation (5 s each), Alertmanager's
 # group_wait, and room for a busy machine.
 NOTIFY_WITHIN_S = 90
-
-
-def recap_changed(output):
-    """The sum of changed= over the PLAY RECAP lines of an ansible-playbook run."""
-    return sum(int(count) for count in re.findall(r"changed=(\d+)", output.split("PLAY RECAP", 1)[-1]))
 
 
 class WebhookReceiver:
@@ -251,7 +245,7 @@ def test_node_down_inhibits_the_other_alerts_of_that_node_only(monitored):
 
 def test_a_second_run_changes_nothing(monitored):
     again = monitored["lab"].run_playbook(PLAYBOOK, monitored["extra_vars"], timeout=1800)
-    assert recap_changed(again.stdout) == 0, again.stdout[-3000:]
+    assert sum(changed_per_host(again.stdout).values()) == 0, again.stdout[-3000:]
 
 
 # ---- faults that must reach people, and resolve -------------------------------------------------------------

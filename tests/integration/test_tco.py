@@ -17,8 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from lab import monitoring
+from lab import metering, monitoring
 from lab.inventory import LAB_AUTH_HEADERS
 from lab.proc import wait_for
 from lab.screenshot import find_chromium, png_summary, render_to_png
@@ -28,21 +27,7 @@ from ansible_collections.namtech.internal_ai.plugins.module_utils.prometheus_tex
 pytestmark = [pytest.mark.topology("pro", "cluster"), pytest.mark.engine("ollama"), pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[2]
-METERED = {
-    "llm_meter_enabled": True,
-    "ollama_listen_address": "127.0.0.1",
-    "ollama_port": 11435,
-    "llm_meter_upstream_url": "http://127.0.0.1:11435",
-    "llm_meter_upstream_host_header": "127.0.0.1:11435",
-}
 FAST_SCRAPES = {"prometheus_scrape_interval": "1s", "prometheus_scrape_timeout": "1s"}
-COSTS = {
-    "tco_hardware_price": 4000, "tco_amortisation_months": 36, "tco_power_idle_watts": 60,
-    "tco_power_load_watts": 180, "tco_maintenance_hours_per_month": 1,
-    "tco_currency": "EUR", "tco_electricity_price_per_kwh": 0.25, "tco_maintenance_hourly_rate": 70,
-    # The example cloud prices are in USD.
-    "tco_exchange_rates": {"USD": 0.92},
-}
 # Steady load over about 90 s: Prometheus's increase() stretches what it saw to the window's edges, at most one
 # scrape interval (1 s) at each end, so the window must be long for the 5% to measure the counting, not that.
 REQUESTS = 90
@@ -51,26 +36,15 @@ SECONDS_BETWEEN_REQUESTS = 3.0
 TOLERANCE = 0.05
 
 
-def write_overlay(path: Path) -> None:
-    path.write_text(yaml.safe_dump({"all": {"vars": COSTS, "children": {
-        "ai_nodes": {"vars": METERED}, "monitoring": {"vars": FAST_SCRAPES}}}}))
-
-
 @pytest.fixture(scope="module")
 def metered(deployed, tmp_path_factory):
     lab = deployed
-    overlay = tmp_path_factory.mktemp("tco") / "metered.yml"
-    write_overlay(overlay)
-    layered = ["-i", str(overlay)]
-    monitored_hosts = ",".join(lab.group("ai_nodes") + lab.group("monitoring"))
+    overlay = metering.write_overlay(tmp_path_factory.mktemp("tco") / "metered.yml", FAST_SCRAPES)
     try:
-        lab.run_playbook("playbooks/ai_nodes.yml", args=layered, timeout=1200)
-        lab.run_playbook("playbooks/monitoring.yml", args=[*layered, "--limit", monitored_hosts], timeout=1200)
+        metering.switch_on(lab, overlay)
         yield lab, overlay
     finally:
-        # As docs/llm_exporter.md says: one ai_nodes.yml run stops the meter and gives Ollama its port back.
-        lab.run_playbook("playbooks/ai_nodes.yml", timeout=1200)
-        lab.run_playbook("playbooks/monitoring.yml", args=["--limit", monitored_hosts], timeout=1200)
+        metering.switch_off(lab)
 
 
 def metered_tokens(lab):

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from lab import site_layer
 from lab.core import Lab
-from lab.inventory import LAB_AUTH_HEADERS
+from lab.inventory import LAB_AUTH_HEADERS, ai_endpoint_url
 from lab.proc import changed_per_host, wait_for
 from lab.traffic import Traffic
 
@@ -35,12 +35,6 @@ def run(lab: Lab, inventory: str | Path, playbook: str, extra_vars: dict | None 
 
 def address(lab: Lab, host: str) -> str:
     return lab.hosts[host].address
-
-
-def endpoint(lab: Lab, tier: str) -> str:
-    """The example's ai_endpoint_url on the lab: the virtual IP on a cluster, lb1 on a pro, ai1 on a box."""
-    host = {"box": "ai1", "pro": "lb1"}.get(tier)
-    return "http://%s:%d" % (address(lab, host) if host else lab.vip, ENGINE_PORT)
 
 
 def generation_status(url: str, model: str = "assistant", headers: dict | None = None) -> int:
@@ -105,7 +99,7 @@ def test_a_running_box_moves_to_pro_by_editing_its_inventory_without_downtime(la
     site = tmp_path / "site"
     shutil.copytree(site_layer.TIERS_DIR / "box", site)
     run(lab, site, "site.yml")
-    box_url = endpoint(lab, "box")
+    box_url = "http://%s:%d" % (address(lab, "ai1"), ENGINE_PORT)  # a box's clients call its node
     assert generation_status(box_url) == 200
     assert wait_for(lambda: every_target_up(lab, "ai1", ["ai1"], "box"), timeout=120)
     digest = served_digest(lab, "ai1", "lab-chat:v1")
@@ -132,7 +126,7 @@ def test_a_running_box_moves_to_pro_by_editing_its_inventory_without_downtime(la
         run(lab, site, "scale_out.yml", {"scale_out_nodes": ["ai2"]})
         assert box_clients.wait_for_answers(5)
         # 5. The clients move to the load balancer, with their team's key.
-        pro_url = endpoint(lab, "pro")
+        pro_url = ai_endpoint_url(lab.topology)
         # The example gives chat-frontend no limit of its own: the default, 600 requests a minute.
         pro_clients = Traffic(pro_url, "mixed", workers=2, rate=3).start()
         assert pro_clients.wait_for_answers(10)
@@ -167,7 +161,7 @@ def test_the_example_inventory_of_the_lab_topology_deploys_serves_and_converges(
     hosts = example_hosts(tier)["all"]["children"]
     members = list(dict.fromkeys(name for group in hosts.values() for name in (group.get("hosts") or {})))
     run(lab, tier, "site.yml")
-    url = endpoint(lab, tier)
+    url = ai_endpoint_url(lab.topology)
     assert generation_status(url, headers=LAB_AUTH_HEADERS) == 200
     assert len(embeddings(url)[0]) > 0
     if tier != "box":

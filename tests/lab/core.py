@@ -308,8 +308,7 @@ class Lab(Faults):
                      inventory_args: Sequence[str] | None = None) -> subprocess.CompletedProcess:
         """ansible-playbook against the lab inventory (or ``inventory_args``, as ``["-i", path, ...]``); raises
         LabError with the output when it fails."""
-        inventories = ["-i", str(INVENTORY_PATH)] if inventory_args is None else list(inventory_args)
-        command = [ansible_command("ansible-playbook"), *inventories, str(playbook), *args]
+        command = [ansible_command("ansible-playbook"), *inventory_or_lab(inventory_args), str(playbook), *args]
         if extra_vars:
             command += ["--extra-vars", json.dumps(extra_vars)]
         return run(command, timeout=timeout, check=check, cwd=cwd and str(cwd), env=ansible_env(env))
@@ -318,8 +317,7 @@ class Lab(Faults):
                 timeout: float = 300, cwd: str | Path | None = None,
                 inventory_args: Sequence[str] | None = None) -> subprocess.CompletedProcess:
         """An ad-hoc ansible command against the lab inventory (or ``inventory_args``, as in run_playbook)."""
-        inventories = ["-i", str(INVENTORY_PATH)] if inventory_args is None else list(inventory_args)
-        command = [ansible_command("ansible"), *inventories, pattern, "-m", module]
+        command = [ansible_command("ansible"), *inventory_or_lab(inventory_args), pattern, "-m", module]
         if module_args:
             command += ["-a", module_args]
         return run(command, timeout=timeout, check=check, cwd=cwd and str(cwd), env=ansible_env(None))
@@ -351,6 +349,11 @@ def on_each(action: Callable[[str], object], names: Sequence[str]) -> dict[str, 
         return {}
     with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
         return dict(zip(names, pool.map(action, names), strict=True))
+
+
+def inventory_or_lab(inventory_args: Sequence[str] | None) -> list[str]:
+    """``-i`` arguments: the given ones, or the lab inventory."""
+    return ["-i", str(INVENTORY_PATH)] if inventory_args is None else list(inventory_args)
 
 
 def ansible_env(extra: dict[str, str] | None) -> dict[str, str]:
