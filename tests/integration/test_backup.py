@@ -134,7 +134,9 @@ def write_overlay(path: Path, lab: Lab, storage_host: str, node: str, prefix: st
             "backup_engine_url": f"http://{lab.hosts[node].address}:11434",
             "backup_sources": [{"type": "config", "name": "config", "paths": [CONFIG_DIR]},
                                {"type": "models", "name": "models", "models_dir": MODELS_DIR, "models": [MODEL]}],
-            "backup_destination": {"path": f"{SCRATCH}/local"}}}},
+            "backup_destination": {"path": f"{SCRATCH}/local"},
+            # Unencrypted, whatever key the lab inventory gives the AI nodes (their backups before a rollout).
+            "backup_encryption_key": ""}}},
     }}}
     path.write_text(yaml.safe_dump(overlay, sort_keys=False))
 

@@ -24,7 +24,7 @@ def inventory_data(topology: Topology, key_path: Path = KEY_PATH) -> dict:
         all_vars["lab_vip"] = topology.vip
     children = {group: {"hosts": group_hosts(topology.group(group))} for group in INVENTORY_GROUPS}
     if topology.engine == "ollama":
-        children["ai_nodes"]["vars"] = ollama_vars()
+        children["ai_nodes"]["vars"] = {**ollama_vars(), **LAB_BACKUP_VARS}
     if topology.engine == "vllm":
         children["ai_nodes"]["vars"] = vllm_vars()
     children["loadbalancers"]["vars"] = LOADBALANCER_VARS
@@ -79,6 +79,22 @@ LOADBALANCER_VARS = {
     "haproxy_tls_self_signed_ca_local_path": str(LAB_CA_PATH),
     "haproxy_stats_password": "lab-stats-pass",
     "haproxy_metrics_allowed_sources": ["{{ lab_network_gateway }}"],
+}
+# Where and what an Ollama node backs up, so that upgrade_model.yml backs the lab's nodes up before the swap, as a
+# site's would: each node to its own lab disk, encrypted with a stand-in for the vault's key. Not in ollama_vars():
+# the example inventories on the lab (site_layer) keep their own backup settings.
+LAB_BACKUP_KEY = "lab-backup-key-stand-in-2c7e91f4"
+LAB_BACKUP_VARS = {
+    "backup_destination": {"path": "{{ lab_disk_path }}/backups"},
+    "backup_sources": [
+        {"type": "config", "name": "engine-config", "ignore_missing": True,
+         "paths": ["/etc/systemd/system/ollama.service", "/etc/systemd/system/ollama.service.d/**",
+                   "/var/lib/namtech_ai/releases.json"]},
+        {"type": "models", "name": "models", "models_dir": "{{ ollama_models_dir }}",
+         "models": "{{ ollama_models | map(attribute='name') | list }}"},
+    ],
+    "backup_engine_url": "http://{{ ansible_host }}:11434",
+    "backup_encryption_key": LAB_BACKUP_KEY,
 }
 ENGINE_PORTS = {"ollama": 11434, "vllm": 8000}
 EVAL_SUITES_DIR = REPO_ROOT / "tests" / "lab" / "evals"
