@@ -5,6 +5,9 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 
+FAILURE_LINE = re.compile(r"^(fatal: |failed: |ERROR! |\[ERROR\])")
+MAX_FAILURE_LINES = 20
+
 
 class LabError(RuntimeError):
     """The lab could not do what was asked; the message says what failed and why."""
@@ -42,9 +45,16 @@ def run(
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"timed out after {timeout:.0f}s: {' '.join(args)}") from exc
     if check and done.returncode != 0:
-        stderr = done.stderr if text else done.stderr.decode(errors="replace")
-        raise LabError(f"failed ({done.returncode}): {' '.join(args)}\n{stderr.strip()}")
+        raise LabError(f"failed ({done.returncode}): {' '.join(args)}\n{failure_output(done, text)}")
     return done
+
+
+def failure_output(done: subprocess.CompletedProcess, text: bool) -> str:
+    """stderr, then the lines of stdout that say what failed (ansible-playbook prints its failures there)."""
+    stdout, stderr = (done.stdout, done.stderr) if text else (
+        done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
+    failures = [line for line in stdout.splitlines() if FAILURE_LINE.match(line)]
+    return "\n".join(part for part in [stderr.strip(), *failures[-MAX_FAILURE_LINES:]] if part)
 
 
 def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.5):
