@@ -34,14 +34,34 @@ def generate_streamed(client, url, tokens=8):
     return answer.status_code == 200 and bool(events) and events[-1].get("done") is True
 
 
-REQUESTS = {"tags": (tags,), "generate": (generate,), "mixed": (generate, generate_streamed)}
+def chat(client, url, tokens=8):
+    """An OpenAI-style chat completion (vLLM's API, also Ollama's /v1): whole when it says why it finished."""
+    answer = client.post(url + "/v1/chat/completions", json={
+        "model": "assistant", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": tokens})
+    return answer.status_code == 200 and answer.json()["choices"][0].get("finish_reason") is not None
+
+
+def chat_streamed(client, url, tokens=8):
+    """The same streamed: whole when the events end with a finish reason and ``data: [DONE]``."""
+    body = {"model": "assistant", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": tokens,
+            "stream": True}
+    with client.stream("POST", url + "/v1/chat/completions", json=body) as answer:
+        events = [line.removeprefix("data: ") for line in answer.iter_lines() if line.startswith("data: ")]
+    finished = [json.loads(event) for event in events[:-1]]
+    return (answer.status_code == 200 and events[-1:] == ["[DONE]"]
+            and any(choice.get("finish_reason") for event in finished for choice in event.get("choices", [])))
+
+
+REQUESTS = {"tags": (tags,), "generate": (generate,), "mixed": (generate, generate_streamed),
+            "openai": (chat, chat_streamed)}
 
 
 class Traffic:
     """``workers`` threads sending ``kind`` requests to ``url`` back to back (or at ``rate`` per second each).
 
     ``kind`` is ``tags`` (GET /api/tags), ``generate`` or ``mixed`` (workers alternate non-streamed and
-    streamed generations of the ``assistant`` alias). With ``fresh_connections`` every request opens a new
+    streamed generations of the ``assistant`` alias), or ``openai`` (the same alternation as chat completions on
+    /v1/chat/completions, for vLLM). With ``fresh_connections`` every request opens a new
     connection, as most short-lived clients do. Requests carry the lab's API key unless ``headers`` says
     otherwise. ``failures`` holds ``(monotonic time, what went wrong)``,
     ``latencies`` ``(monotonic time at the end, seconds)`` of every whole answer.

@@ -30,7 +30,8 @@ PLAYBOOK = """
       loop: %(steps)s
     - name: Keep what the tasks found
       ansible.builtin.copy:
-        content: "{{ {'sources': vllm_model_sources | default({}), 'candidate': rollout_candidate | default({})} | to_json }}"
+        content: >-
+          {{ {'sources': vllm_model_sources | default({}), 'candidate': rollout_candidate | default({})} | to_json }}
         dest: "%(out)s"
         mode: "0644"
 """
