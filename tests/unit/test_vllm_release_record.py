@@ -75,8 +75,8 @@ def node(tmp_path):
 
 
 def write_record(path, current):
-    path.write_text(json.dumps({"format": 1, "aliases": {ALIAS: {"current": current, "previous": [],
-                                                                  "candidate": None}}}), encoding="utf-8")
+    entry = {"current": current, "previous": [], "candidate": None}
+    path.write_text(json.dumps({"format": 1, "aliases": {ALIAS: entry}}), encoding="utf-8")
 
 
 VLLM_ROLE_STEPS = [("vllm", "release_read.yml"), ("vllm", "sources.yml"), ("vllm", "release.yml")]
