@@ -137,7 +137,7 @@ def test_a_candidate_directory_is_served_from_where_it_is(node):
     {"rollout_vllm_path": "/srv/models/chat-v3", "rollout_alias": "chatbot"},
 ], ids=["no-candidate", "no-checksum", "revert-all", "unknown-served-name"])
 def test_the_rollout_refuses_what_it_cannot_do_on_vllm_nodes(node, extra_vars):
-    finished, _ = node([("rollout", "vllm_preflight.yml")], extra_vars)
+    finished = node([("rollout", "vllm_preflight.yml")], extra_vars)[0]
     assert finished.returncode != 0
     assert "Nothing changed. On vLLM nodes" in finished.stdout
     assert "rollout_vllm_archive_url with rollout_vllm_archive_checksum" in finished.stdout
