@@ -15,11 +15,12 @@ import json
 
 import httpx
 import pytest
+import yaml
 from lab.inventory import EVAL_SUITES_DIR
+from lab.paths import INVENTORY_PATH
 from lab.proc import changed_per_host
 from lab.traffic import Traffic
 from lab.vllm.inventory_vars import LAB_API_KEY, LAB_PORT
-from lab.vllm.models import models_dir
 
 pytestmark = [pytest.mark.topology("pro"), pytest.mark.engine("vllm")]
 
@@ -77,9 +78,12 @@ def records(lab):
             for node in lab.group("ai_nodes")}
 
 
-def archive_digest(name):
-    """The sha256 of the lab archive, as its .sha256 file next to it says."""
-    return (models_dir() / "models" / f"{name}.tar.gz.sha256").read_text().split()[0]
+def archive_digest(lab, name):
+    """The sha256 of the lab archive, as its .sha256 file on the artifact host says (read from an AI node, which
+    downloads from there)."""
+    models_url = yaml.safe_load(INVENTORY_PATH.read_text())["all"]["vars"]["lab_artifact_url"] + "/models"
+    node = lab.group("ai_nodes")[0]
+    return lab.ssh(node, ["curl", "-fsS", f"{models_url}/{name}.tar.gz.sha256"]).stdout.split()[0]
 
 
 def unit_started(lab):
@@ -96,7 +100,7 @@ def test_the_lab_starts_on_v1_with_a_release_record(lab, deployed):
     assert roots(lab) == on_version(lab, "tiny-chat-v1")
     for node, record in records(lab).items():
         assert record["current"]["model"] == model_dir(lab, node, "tiny-chat-v1"), node
-        assert record["current"]["digest"] == archive_digest("tiny-chat-v1"), node
+        assert record["current"]["digest"] == archive_digest(lab, "tiny-chat-v1"), node
         assert record["current"]["engine"] == "openai", node
 
 
@@ -107,9 +111,9 @@ def test_upgrade_to_v2_restarts_each_node_drained_and_fails_no_request(lab, roll
     assert roots(lab) == on_version(lab, "tiny-chat-v2")
     for node, record in records(lab).items():
         assert record["current"]["model"] == model_dir(lab, node, "tiny-chat-v2"), node
-        assert record["current"]["digest"] == archive_digest("tiny-chat-v2"), node
+        assert record["current"]["digest"] == archive_digest(lab, "tiny-chat-v2"), node
         assert record["previous"][0]["model"] == model_dir(lab, node, "tiny-chat-v1"), node
-        assert record["previous"][0]["digest"] == archive_digest("tiny-chat-v1"), node
+        assert record["previous"][0]["digest"] == archive_digest(lab, "tiny-chat-v1"), node
         assert record["candidate"] is None, node
     report = last_report(rollout)
     assert [node["status"] for node in report["nodes"]] == ["upgraded"] * len(lab.group("ai_nodes"))
