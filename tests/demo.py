@@ -16,7 +16,7 @@ from pathlib import Path
 from lab import metering, monitoring
 from lab.core import Lab
 from lab.inventory import ai_endpoint_url
-from lab.proc import LabError, LabUnavailable
+from lab.proc import LabError, LabUnavailable, wait_for
 from lab.topology import ENGINES, available_topologies, load_topology
 from lab.traffic import Traffic
 
@@ -32,6 +32,9 @@ NOT_BUILT_YET = [
 # and their key.
 DEMO_BACKUPS = "/var/backups/namtech-demo"
 DEMO_BACKUP_KEY = "demo-backup-key-3f9a1c7e52d84b06"
+# The TCO step: requests the meters must have counted, and the seconds its window reaches back before the load.
+METERED_ENOUGH = 20
+WINDOW_MARGIN = 30
 
 
 class Steps:
@@ -158,9 +161,11 @@ def back_up_and_verify(lab):
         node, DEMO_BACKUPS)
 
 
-def metered_requests(lab):
+def metered_requests(lab, seconds):
+    """The requests Prometheus saw the meters count over the last ``seconds``: what the TCO report will measure."""
     answer = monitoring.get(monitoring.prometheus_url(lab) + "/api/v1/query",
-                            params={"query": "sum(namtech_llm_requests_total)"}, timeout=10).json()
+                            params={"query": "sum(increase(namtech_llm_requests_total[%ds]))" % seconds},
+                            timeout=10).json()
     series = answer["data"]["result"]
     return float(series[0]["value"][1]) if series else 0.0
 
@@ -171,19 +176,24 @@ def cost_of_ownership(lab, reports, endpoint):
     started = time.time()
     with Traffic(endpoint, "mixed", workers=2) as load:
         load.wait_for_answers(40, timeout=300)
-        deadline = time.monotonic() + 120
-        while metered_requests(lab) < 20 and time.monotonic() < deadline:
-            time.sleep(1)
+        # A meter's first scrapes come after its first requests: wait until Prometheus has counted them.
+        try:
+            wait_for(lambda: metered_requests(lab, time.time() - started + WINDOW_MARGIN) >= METERED_ENOUGH,
+                     timeout=240, interval=2)
+        except AssertionError:
+            raise LabError("Prometheus counted fewer than %d metered requests within 240 s of load: check the "
+                           "llm_meter targets on %s" % (METERED_ENOUGH, monitoring.prometheus_url(lab))) from None
     lab.run_playbook(REPO / "playbooks" / "tco_report.yml", {
-        "tco_window": "%ds" % (time.time() - started + 30), "tco_report_dir": str(reports),
+        "tco_window": "%ds" % (time.time() - started + WINDOW_MARGIN), "tco_report_dir": str(reports),
         "tco_cloud_prices_file": str(REPO / "examples" / "tco" / "cloud_prices.yml")},
         args=["-i", str(overlay)], timeout=600)
     report = json.loads(max(reports.glob("tco-*.json"), key=lambda path: path.stat().st_mtime).read_text())
     print("\n".join("      " + line for line in summary_lines(report)))
     current = report["tiers"][0]
-    return "llm_meter counted %d requests' tokens; the lab's %s cost %.0f %s a month, %.2f per million tokens" % (
+    per_million = current["cost_per_million_tokens"]
+    return "llm_meter counted %d requests' tokens; the lab's %s cost %.0f %s a month, %s per million tokens" % (
         load.ok, counted(len(current["hosts"]), "host"), current["monthly"]["total"], report["currency"],
-        current["cost_per_million_tokens"])
+        "n/a" if per_million is None else "%.2f" % per_million)
 
 
 def counted(number, noun):
