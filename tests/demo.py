@@ -20,6 +20,7 @@ from lab.proc import LabError, LabUnavailable, wait_for
 from lab.topology import ENGINES, available_topologies, load_topology
 from lab.traffic import Traffic
 
+from ansible_collections.namtech.internal_ai.plugins.module_utils import tco
 from ansible_collections.namtech.internal_ai.plugins.module_utils.http import ApiError, HttpClient
 from ansible_collections.namtech.internal_ai.plugins.module_utils.ollama import OllamaClient
 from ansible_collections.namtech.internal_ai.plugins.module_utils.tco_report_render import summary_lines
@@ -162,9 +163,10 @@ def back_up_and_verify(lab):
 
 
 def metered_requests(lab, seconds):
-    """The requests Prometheus saw the meters count over the last ``seconds``: what the TCO report will measure."""
-    answer = monitoring.get(monitoring.prometheus_url(lab) + "/api/v1/query",
-                            params={"query": "sum(increase(namtech_llm_requests_total[%ds]))" % seconds},
+    """The requests Prometheus saw the meters relay over the last ``seconds``, counted by the TCO report's own query
+    (generations and embeddings; the load balancers' health checks, which the meters relay too, do not count)."""
+    query = "sum(%s)" % tco.with_window(tco.DEFAULT_REQUESTS_QUERY, "%ds" % seconds)
+    answer = monitoring.get(monitoring.prometheus_url(lab) + "/api/v1/query", params={"query": query},
                             timeout=10).json()
     series = answer["data"]["result"]
     return float(series[0]["value"][1]) if series else 0.0
